@@ -1,0 +1,49 @@
+"""linear: an affine map of the last axis, and its gradients.
+
+    out[..., o] = bias[o] + sum_i x[..., i] * weight[o, i]
+
+Shapes: x (*, in), weight (out, in) as torch stores it, bias (out,) or None, out (*, out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# -- the NumPy twin: the sums written out with einsum ----------------------------------------
+
+
+def linear_forward_numpy(x, weight, bias):
+    out = np.einsum("...i,oi->...o", x, weight)
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def linear_backward_numpy(grad_out, x, weight, input_grad=True):
+    """(grad_x, grad_weight, grad_bias) for grad_out (*, out)."""
+    grad_x = np.einsum("...o,oi->...i", grad_out, weight) if input_grad else None
+    # every leading position m contributes grad_out[m, o] * x[m, i] to weight[o, i]
+    grad_weight = np.einsum("mo,mi->oi", grad_out.reshape(-1, weight.shape[0]),
+                            x.reshape(-1, weight.shape[1]))  # fmt: skip
+    grad_bias = grad_out.reshape(-1, grad_out.shape[-1]).sum(axis=0)
+    return grad_x, grad_weight, grad_bias
+
+
+# -- the fast path: the same sums as BLAS matrix products on a (rows, features) view ---------
+
+
+def linear_forward_numba(x, weight, bias):
+    rows = x.reshape(-1, x.shape[-1])  # (M, in)
+    out = rows @ weight.T  # (M, out)
+    if bias is not None:
+        out += bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def linear_backward_numba(grad_out, x, weight, input_grad=True):
+    grad_rows = grad_out.reshape(-1, grad_out.shape[-1])  # (M, out)
+    rows = x.reshape(-1, x.shape[-1])  # (M, in)
+    grad_weight = grad_rows.T @ rows  # (out, in)
+    grad_bias = grad_rows.sum(axis=0)
+    grad_x = (grad_rows @ weight).reshape(x.shape) if input_grad else None
+    return grad_x, grad_weight, grad_bias

@@ -1,0 +1,277 @@
+"""max_pool2d and avg_pool2d over NCHW batches, and their gradients, as torch computes them.
+
+Window (i, j) of a pool with kernel (kH, kW), stride (sH, sW), padding (pH, pW) and dilation
+(dH, dW) covers input rows ``i*sH - pH + p*dH`` for p in 0..kH-1 (columns alike); taps that
+fall in the padding are skipped. The output size (oH, oW) is decided by the caller
+(``minicnn.functional`` applies torch's ceil_mode rule) and read off the output arrays here.
+
+Max pool: the window's largest value; on ties the first in row-major order, a NaN wins over
+numbers (the last NaN, as torch's ``val > max or isnan(val)`` scan gives). ``indices`` holds
+the winner's flat position ``h * W + w`` in its (H, W) plane; the gradient goes there only.
+
+Avg pool: the window's sum divided by ``divisor_override``, or by the window area measured on
+the padded input (``count_include_pad``, the area clipped to ``H + pH``), or by the number of
+real pixels in it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
+
+
+def _window(start: int, kernel: int, dilation: int, size: int) -> range:
+    """The in-range taps of one window along one axis (torch's clipped window)."""
+    first = start
+    while first < 0:  # skip the taps that land in the padding
+        first += dilation
+    end = min(start + (kernel - 1) * dilation + 1, size)
+    return range(first, end, dilation)
+
+
+def max_pool2d_forward_numpy(x, kernel, stride, padding, dilation, out_hw):
+    """(out, indices), both (N, C, oH, oW); indices are flat positions in each (H, W) plane."""
+    N, C, H, W = x.shape
+    oH, oW = out_hw
+    out = np.empty((N, C, oH, oW), dtype=x.dtype)
+    indices = np.empty((N, C, oH, oW), dtype=np.int64)
+    for i in range(oH):
+        rows = _window(i * stride[0] - padding[0], kernel[0], dilation[0], H)
+        for j in range(oW):
+            cols = _window(j * stride[1] - padding[1], kernel[1], dilation[1], W)
+            if len(rows) == 0 or len(cols) == 0:
+                # a window entirely in the padding: torch answers -inf at its first tap
+                out[:, :, i, j] = -np.inf
+                indices[:, :, i, j] = rows.start * W + cols.start
+                continue
+            window = x[:, :, rows.start : rows.stop : rows.step, cols.start : cols.stop : cols.step]
+            flat = window.reshape(N, C, -1)  # (N, C, len(rows) * len(cols))
+            k = np.argmax(flat, axis=2)  # the first maximum in row-major order
+            is_nan = np.isnan(flat)
+            last_nan = flat.shape[2] - 1 - np.argmax(is_nan[:, :, ::-1], axis=2)
+            k = np.where(is_nan.any(axis=2), last_nan, k)  # (N, C)
+            out[:, :, i, j] = np.take_along_axis(flat, k[:, :, None], axis=2)[:, :, 0]
+            h = np.asarray(rows)[k // len(cols)]
+            w = np.asarray(cols)[k % len(cols)]
+            indices[:, :, i, j] = h * W + w
+    return out, indices
+
+
+def max_pool2d_backward_numpy(grad_out, indices, input_hw):
+    """grad_x (N, C, H, W): each output's gradient added at the input position that won it."""
+    N, C, oH, oW = grad_out.shape
+    H, W = input_hw
+    grad_x = np.zeros((N, C, H * W), dtype=grad_out.dtype)
+    flat_idx = indices.reshape(N, C, oH * oW)
+    flat_grad = grad_out.reshape(N, C, oH * oW)
+    for n in range(N):
+        for c in range(C):
+            inside = (flat_idx[n, c] >= 0) & (flat_idx[n, c] < H * W)
+            np.add.at(grad_x[n, c], flat_idx[n, c][inside], flat_grad[n, c][inside])
+    return grad_x.reshape(N, C, H, W)
+
+
+def _avg_window(start: int, kernel: int, size: int, pad: int) -> tuple[int, int, int]:
+    """(first, end, padded_extent) of one window along one axis, as torch clips it."""
+    end = min(start + kernel, size + pad)  # the window may cover the padding, not beyond it
+    return max(start, 0), min(end, size), end - start
+
+
+def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_pad,
+                             divisor_override):  # fmt: skip
+    """out (N, C, oH, oW): each window's sum over its divisor."""
+    N, C, H, W = x.shape
+    oH, oW = out_hw
+    out = np.zeros((N, C, oH, oW), dtype=x.dtype)
+    for i in range(oH):
+        h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
+        for j in range(oW):
+            w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
+            if h0 >= h1 or w0 >= w1:
+                continue  # a window entirely in the padding averages to 0
+            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
+                                   divisor_override)  # fmt: skip
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
+    return out
+
+
+def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count_include_pad,
+                              divisor_override):  # fmt: skip
+    """grad_x (N, C, H, W): each output's gradient spread evenly over its window's pixels."""
+    N, C, oH, oW = grad_out.shape
+    H, W = input_hw
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    for i in range(oH):
+        h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
+        for j in range(oW):
+            w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
+            if h0 >= h1 or w0 >= w1:
+                continue
+            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
+                                   divisor_override)  # fmt: skip
+            grad_x[:, :, h0:h1, w0:w1] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
+    return grad_x
+
+
+def _avg_divisor(padded_area, real_area, count_include_pad, divisor_override):
+    if divisor_override:
+        return divisor_override
+    return padded_area if count_include_pad else real_area
+
+
+# -- the fast path: the same loops compiled, one (n, c) plane per parallel task ---------------
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices):
+    """out[n, c, i, j] = max of window (i, j); indices[n, c, i, j] = its flat position."""
+    N, C, H, W = x.shape
+    _, _, oH, oW = out.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for i in range(oH):
+            h0 = i * sH - pH
+            h1 = min(h0 + (kH - 1) * dH + 1, H)
+            while h0 < 0:
+                h0 += dH
+            for j in range(oW):
+                w0 = j * sW - pW
+                w1 = min(w0 + (kW - 1) * dW + 1, W)
+                while w0 < 0:
+                    w0 += dW
+                best = -np.inf
+                best_index = h0 * W + w0
+                for h in range(h0, h1, dH):
+                    for w in range(w0, w1, dW):
+                        value = x[n, c, h, w]
+                        if value > best or math.isnan(value):
+                            best = value
+                            best_index = h * W + w
+                out[n, c, i, j] = best
+                indices[n, c, i, j] = best_index
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_backward_kernel(grad_out, indices, out):
+    """out[n, c] (an (H, W) plane, zeroed here) += grad_out at the winners' positions."""
+    N, C, H, W = out.shape
+    _, _, oH, oW = grad_out.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        out[n, c] = 0
+        for i in range(oH):
+            for j in range(oW):
+                index = indices[n, c, i, j]
+                if 0 <= index < H * W:
+                    out[n, c, index // W, index % W] += grad_out[n, c, i, j]
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override, out):
+    """out[n, c, i, j] = sum of window (i, j) / its divisor (see the module docstring)."""
+    N, C, H, W = x.shape
+    _, _, oH, oW = out.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for i in range(oH):
+            h0 = i * sH - pH
+            h1 = min(h0 + kH, H + pH)
+            area_h = h1 - h0
+            h0 = max(h0, 0)
+            h1 = min(h1, H)
+            for j in range(oW):
+                w0 = j * sW - pW
+                w1 = min(w0 + kW, W + pW)
+                area_w = w1 - w0
+                w0 = max(w0, 0)
+                w1 = min(w1, W)
+                if h0 >= h1 or w0 >= w1:
+                    out[n, c, i, j] = 0
+                    continue
+                if divisor_override:
+                    divisor = divisor_override
+                elif count_include_pad:
+                    divisor = area_h * area_w
+                else:
+                    divisor = (h1 - h0) * (w1 - w0)
+                total = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        total += x[n, c, h, w]
+                out[n, c, i, j] = total / divisor
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_pad,
+                               divisor_override, out):  # fmt: skip
+    """out[n, c] (zeroed here) += grad_out[n, c, i, j] / divisor over window (i, j)."""
+    N, C, H, W = out.shape
+    _, _, oH, oW = grad_out.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        out[n, c] = 0
+        for i in range(oH):
+            h0 = i * sH - pH
+            h1 = min(h0 + kH, H + pH)
+            area_h = h1 - h0
+            h0 = max(h0, 0)
+            h1 = min(h1, H)
+            for j in range(oW):
+                w0 = j * sW - pW
+                w1 = min(w0 + kW, W + pW)
+                area_w = w1 - w0
+                w0 = max(w0, 0)
+                w1 = min(w1, W)
+                if h0 >= h1 or w0 >= w1:
+                    continue
+                if divisor_override:
+                    divisor = divisor_override
+                elif count_include_pad:
+                    divisor = area_h * area_w
+                else:
+                    divisor = (h1 - h0) * (w1 - w0)
+                share = grad_out[n, c, i, j] / divisor
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        out[n, c, h, w] += share
+
+
+def max_pool2d_forward_numba(x, kernel, stride, padding, dilation, out_hw):
+    N, C, _, _ = x.shape
+    out = np.empty((N, C, *out_hw), dtype=x.dtype)
+    indices = np.empty((N, C, *out_hw), dtype=np.int64)
+    max_pool2d_kernel(x, *kernel, *stride, *padding, *dilation, out, indices)
+    return out, indices
+
+
+def max_pool2d_backward_numba(grad_out, indices, input_hw):
+    N, C, _, _ = grad_out.shape
+    grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
+    max_pool2d_backward_kernel(grad_out, indices, grad_x)
+    return grad_x
+
+
+def avg_pool2d_forward_numba(x, kernel, stride, padding, out_hw, count_include_pad,
+                             divisor_override):  # fmt: skip
+    N, C, _, _ = x.shape
+    out = np.empty((N, C, *out_hw), dtype=x.dtype)
+    avg_pool2d_kernel(x, *kernel, *stride, *padding, count_include_pad, divisor_override or 0,
+                      out)  # fmt: skip
+    return out
+
+
+def avg_pool2d_backward_numba(grad_out, input_hw, kernel, stride, padding, count_include_pad,
+                              divisor_override):  # fmt: skip
+    N, C, _, _ = grad_out.shape
+    grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
+    avg_pool2d_backward_kernel(grad_out, *kernel, *stride, *padding, count_include_pad,
+                               divisor_override or 0, grad_x)  # fmt: skip
+    return grad_x

@@ -1,0 +1,351 @@
+"""The layers of the deck's CNNs: Conv2d, MaxPool2d, AvgPool2d, ReLU, Linear, Flatten, Dropout.
+
+Each layer validates its hyperparameters when it is built, calls ``minicnn.functional`` in
+``forward``, keeps in ``self.saved`` what its backward needs, and in ``backward`` adds its
+parameters' gradients into ``.grad`` and returns the gradient with respect to its input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import functional as F
+from minicnn import init
+from minicnn.functional import _checks as check
+from minicnn.nn.module import FLOAT_DTYPES, Module, Parameter
+
+
+def _dtype(dtype, layer: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{layer}: dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _positive_int(value, name: str, layer: str) -> int:
+    value = check.integer(value, name, layer)
+    if value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value}")
+    return value
+
+
+def promote(x, *params: np.ndarray | None):
+    """(x, *params) cast to their common dtype, the wider of float32 and float64.
+
+    A module computes in the wider of its input's and its parameters' dtypes, so float64 is
+    never rounded to float32 on the way (``F`` functions, like torch's, insist on one dtype).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype not in FLOAT_DTYPES:
+        return (x, *params)  # F reports the bad input
+    dtype = np.result_type(x, *(p for p in params if p is not None))
+    return tuple(None if a is None else a.astype(dtype, copy=False) for a in (x, *params))
+
+
+def _as(grad: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A float gradient in the dtype the forward pass computed in (others are F's to report)."""
+    if isinstance(grad, np.ndarray) and grad.dtype in FLOAT_DTYPES:
+        return grad.astype(dtype, copy=False)
+    return grad
+
+
+class _Layer(Module):
+    """A layer that keeps its forward pass's arrays in ``saved`` until its backward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: dict | None = None
+
+    def _take_saved(self) -> dict:
+        if self.saved is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called without a forward pass before it "
+                f"(or twice for one forward pass)"
+            )
+        saved, self.saved = self.saved, None  # free the arrays, as torch frees its graph
+        return saved
+
+
+class Conv2d(_Layer):
+    """2-D convolution layer: ``out = conv2d(x, weight, bias)`` (see ``F.conv2d``).
+
+    Weights are (out_channels, in_channels / groups, kH, kW), initialised as torch does:
+    kaiming-uniform with a = sqrt(5), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    Shape:
+        input (N, C_in, H, W) → output (N, C_out, oH, oW),
+        ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, dtype=np.float32,
+                 generator=None):  # fmt: skip
+        super().__init__()
+        name = "Conv2d"
+        self.in_channels = _positive_int(in_channels, "in_channels", name)
+        self.out_channels = _positive_int(out_channels, "out_channels", name)
+        self.groups = _positive_int(groups, "groups", name)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
+        self.kernel_size = check.positive_pair(kernel_size, "kernel_size", name)
+        self.stride = check.positive_pair(stride, "stride", name)
+        self.dilation = check.positive_pair(dilation, "dilation", name)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a pair, "
+                                 f"got {padding!r}")  # fmt: skip
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = check.non_negative_pair(padding, "padding", name)
+        dtype = _dtype(dtype, name)
+        shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = Parameter(np.empty(shape, dtype=dtype))
+        self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator=None) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound, generator=generator)
+
+    def _args(self) -> tuple:
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        bias = None if self.bias is None else self.bias.data
+        xc, weight, bias = promote(x, self.weight.data, bias)
+        out = F.conv2d(xc, weight, bias, *self._args())  # (N, C_out, oH, oW)
+        self.saved = {"input": xc, "weight": weight, "dtype": x.dtype}
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._take_saved()
+        mask = (True, True, self.bias is not None)
+        grad_output = _as(grad_output, saved["input"].dtype)
+        grad_x, grad_w, grad_b = F.conv2d_backward(grad_output, saved["input"], saved["weight"],
+                                                   *self._args(), output_mask=mask)  # fmt: skip
+        self.weight.accumulate_grad(grad_w)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_b)
+        return grad_x.astype(saved["dtype"], copy=False)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+        text += f"stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
+                f", padding={self.padding}"  # fmt: skip
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class _Pool(_Layer):
+    def __init__(self, name: str, kernel_size, stride, padding, ceil_mode) -> None:
+        super().__init__()
+        self.kernel_size = check.positive_pair(kernel_size, "kernel_size", name)
+        stride = self.kernel_size if stride is None else stride
+        self.stride = check.positive_pair(stride, "stride", name)
+        self.padding = check.non_negative_pair(padding, "padding", name)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(
+                f"{name}: pad should be at most half of kernel size, but got "
+                f"padding={self.padding} for kernel_size={self.kernel_size}"
+            )
+        self.ceil_mode = check.boolean(ceil_mode, "ceil_mode", name)
+
+
+class MaxPool2d(_Pool):
+    """Max pooling (see ``F.max_pool2d``); the gradient goes to each window's winner.
+
+    Shape:
+        input (N, C, H, W) → output (N, C, oH, oW),
+        ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1`` (ceil with ceil_mode).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 ceil_mode: bool = False) -> None:  # fmt: skip
+        super().__init__("MaxPool2d", kernel_size, stride, padding, ceil_mode)
+        self.dilation = check.positive_pair(dilation, "dilation", "MaxPool2d")
+
+    def _args(self) -> tuple:
+        return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, indices = F.max_pool2d(x, *self._args(), return_indices=True)  # (N, C, oH, oW)
+        self.saved = {"input": x, "indices": indices}
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._take_saved()
+        return F.max_pool2d_backward(grad_output, saved["input"], *self._args(),
+                                     indices=saved["indices"])  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")  # fmt: skip
+
+
+class AvgPool2d(_Pool):
+    """Average pooling (see ``F.avg_pool2d``).
+
+    Shape:
+        input (N, C, H, W) → output (N, C, oH, oW), ``oH = floor((H + 2*pH - kH) / sH) + 1``
+        (ceil with ceil_mode).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None):  # fmt: skip
+        super().__init__("AvgPool2d", kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = check.boolean(count_include_pad, "count_include_pad", "AvgPool2d")
+        if divisor_override is not None:
+            divisor_override = check.integer(divisor_override, "divisor_override", "AvgPool2d")
+            if divisor_override == 0:
+                raise ValueError("AvgPool2d: divisor_override must not be zero")
+        self.divisor_override = divisor_override
+
+    def _args(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override)  # fmt: skip
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out = F.avg_pool2d(x, *self._args())  # (N, C, oH, oW)
+        self.saved = {"input": x}
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.avg_pool2d_backward(grad_output, self._take_saved()["input"], *self._args())
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class ReLU(_Layer):
+    """``max(x, 0)`` elementwise. Shape: any, unchanged."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.saved = {"input": x}
+        return F.relu(x)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.relu_backward(grad_output, self._take_saved()["input"])
+
+
+class Linear(_Layer):
+    """``out = x @ weight.T + bias`` (see ``F.linear``), weight (out_features, in_features),
+    initialised as torch does (kaiming-uniform a = sqrt(5), bias U(±1/sqrt(in_features))).
+
+    Shape: input (*, in_features) → output (*, out_features).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype=np.float32, generator=None) -> None:  # fmt: skip
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "Linear")
+        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        dtype = _dtype(dtype, "Linear")
+        self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
+        self.bias = Parameter(np.empty(out_features, dtype=dtype)) if bias else None
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator=None) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features)
+            init.uniform_(self.bias, -bound, bound, generator=generator)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        bias = None if self.bias is None else self.bias.data
+        xc, weight, bias = promote(x, self.weight.data, bias)
+        out = F.linear(xc, weight, bias)  # (*, out_features)
+        self.saved = {"input": xc, "weight": weight, "dtype": x.dtype}
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._take_saved()
+        mask = (True, True, self.bias is not None)
+        grad_output = _as(grad_output, saved["input"].dtype)
+        grad_x, grad_w, grad_b = F.linear_backward(grad_output, saved["input"], saved["weight"],
+                                                   mask)  # fmt: skip
+        self.weight.accumulate_grad(grad_w)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_b)
+        return grad_x.astype(saved["dtype"], copy=False)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")  # fmt: skip
+
+
+class Flatten(_Layer):
+    """Merge dimensions ``start_dim..end_dim`` (default: all but the batch axis).
+
+    Shape: (N, C, H, W) → (N, C*H*W) with the defaults.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = check.integer(start_dim, "start_dim", "Flatten")
+        self.end_dim = check.integer(end_dim, "end_dim", "Flatten")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.saved = {"shape": getattr(x, "shape", None)}
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return np.reshape(grad_output, self._take_saved()["shape"])
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout(_Layer):
+    """Inverted dropout (see ``F.dropout``): in training, zero each entry with probability
+    ``p`` and scale the rest by 1/(1 - p); in eval mode, the identity.
+
+    The keep-mask comes from ``generator`` (None: minicnn's default), or from ``mask_source``
+    when it is set: a callable ``shape -> boolean mask``, so that a run can replay given masks.
+    The mask last used is ``self.mask``. Shape: any, unchanged.
+    """
+
+    def __init__(self, p: float = 0.5, generator=None) -> None:
+        super().__init__()
+        self.p = check.probability(p, "dropout probability", "Dropout")
+        self.generator = generator
+        self.mask_source = None
+        self.mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training:
+            self.saved = {"mask": None}
+            return F.dropout(x, self.p, training=False)
+        x = check.float_array(x, "input", "Dropout")
+        if self.mask_source is not None:
+            mask = self.mask_source(x.shape)
+        else:
+            mask = F.dropout_mask(x.shape, self.p, self.generator)
+        out = F.dropout(x, self.p, training=True, mask=mask)
+        self.mask = mask
+        self.saved = {"mask": mask}
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        mask = self._take_saved()["mask"]
+        if mask is None:  # eval mode: the identity
+            return grad_output
+        return F.dropout_backward(grad_output, mask, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace=False"

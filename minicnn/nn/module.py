@@ -1,0 +1,309 @@
+"""Parameter, Module and Sequential: the containers every layer is built from.
+
+A Module holds Parameters and sub-Modules and keeps what its forward pass needs for the
+backward pass. ``backward(grad_output)`` returns the gradient with respect to the input and
+adds each parameter's gradient into ``.grad``, accumulating as torch does until ``zero_grad``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Parameter:
+    """A trainable array: ``.data`` holds the values, ``.grad`` the accumulated gradient.
+
+    ``.grad`` is ``None`` until a backward pass writes it, as in torch.
+    """
+
+    def __init__(self, data: np.ndarray):
+        data = np.asarray(data)
+        if data.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def accumulate_grad(self, grad: np.ndarray) -> None:
+        """Add ``grad`` into ``.grad`` (creating it on the first call)."""
+        if grad.shape != self.data.shape:
+            raise ValueError(
+                f"Parameter: gradient of shape {grad.shape} for a parameter of shape "
+                f"{self.data.shape}"
+            )
+        if self.grad is None:
+            self.grad = np.array(grad, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += grad
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses set Parameters and Modules as attributes in ``__init__`` (registration order is
+    the order of ``parameters()`` and ``state_dict()``), implement ``forward``, and implement
+    ``backward(grad_output) -> grad_input``.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() is called in "
+                f"{type(self).__name__}.__init__"
+            )
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif value is None and name in ("weight", "bias"):
+            # an absent parameter (bias=False) is registered as None, as in torch
+            self._parameters[name] = None
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    # -- forward and backward ---------------------------------------------------------------
+
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def __call__(self, *args):
+        try:
+            return self.forward(*args)
+        except (ValueError, TypeError) as error:
+            raise _named(error, self) from error
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    # -- traversal -----------------------------------------------------------------------------
+
+    def named_modules(self, prefix: str = "", memo: set | None = None) -> Iterator[tuple[str, Module]]:
+        """Every module in the tree, each once, with its dotted name (``''`` for self)."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, module in self._modules.items():
+            if module is not None:
+                yield from module.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def children(self) -> Iterator[Module]:
+        for _, module in self.named_children():
+            yield module
+
+    def _named_members(self, remove_duplicate: bool) -> Iterator[tuple[str, Parameter]]:
+        # walks every registration path, so a module registered under two names is visited
+        # under both; remove_duplicate keeps the first name of each parameter
+        seen = set()
+
+        def walk(module: Module, prefix: str, path: tuple):
+            for name, param in module._parameters.items():
+                if param is None:
+                    continue
+                if remove_duplicate and id(param) in seen:
+                    continue
+                seen.add(id(param))
+                yield prefix + name, param
+            for name, child in module._modules.items():
+                if child is not None and id(child) not in path:
+                    yield from walk(child, f"{prefix}{name}.", path + (id(child),))
+
+        yield from walk(self, "", (id(self),))
+
+    def named_parameters(self, remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """``(name, parameter)`` pairs; each parameter once (first name) unless asked otherwise."""
+        yield from self._named_members(remove_duplicate)
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter once, even when its module is registered under two names."""
+        for _, param in self.named_parameters():
+            yield param
+
+    # -- state -------------------------------------------------------------------------------
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients (``None`` by default, as torch; zeros if asked)."""
+        for param in self.parameters():
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad[...] = 0
+
+    def train(self, mode: bool = True) -> Module:
+        if not isinstance(mode, bool):
+            raise TypeError(f"train: expected mode to be a bool, got {type(mode).__name__}")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, dtype) -> Module:
+        """Cast every parameter (and its gradient) to float32 or float64, in place."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        for param in self.parameters():
+            param.data = param.data.astype(dtype)
+            if param.grad is not None:
+                param.grad = param.grad.astype(dtype)
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Every parameter under every name torch would give it (shared ones repeat).
+
+        The values are the parameters' own arrays, not copies, as in torch.
+        """
+        return OrderedDict(
+            (name, param.data) for name, param in self._named_members(remove_duplicate=False)
+        )
+
+    def load_state_dict(self, state_dict: Mapping[str, np.ndarray], strict: bool = True):
+        """Copy arrays into the parameters; shapes must match.
+
+        A float64 array stays float64 (and a float32 one float32): the parameter takes the
+        incoming dtype rather than rounding it, so a float64 state loads without loss. When the
+        dtype already agrees the copy is made in place.
+
+        Returns ``(missing_keys, unexpected_keys)``; with ``strict`` either being non-empty
+        is an error.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict: expected a mapping of names to arrays, "
+                f"got {type(state_dict).__name__}"
+            )
+        own = dict(self._named_members(remove_duplicate=False))
+        missing = [key for key in own if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        for key, param in own.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.shape != param.data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: {key!r} has shape {value.shape}, "
+                    f"the model expects {param.data.shape}"
+                )
+            if not np.issubdtype(value.dtype, np.floating):
+                raise TypeError(
+                    f"{type(self).__name__}.load_state_dict: {key!r} has dtype {value.dtype}, "
+                    f"expected a floating-point array"
+                )
+            # float32 and float64 arrays keep their precision; other floats become float32
+            dtype = value.dtype if value.dtype in FLOAT_DTYPES else np.dtype(np.float32)
+            if param.data.dtype == dtype:
+                np.copyto(param.data, value)
+            else:
+                param.data = np.array(value, dtype=dtype)
+        return missing, unexpected
+
+    # -- printing ------------------------------------------------------------------------------
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
+                 for name, module in self._modules.items()]  # fmt: skip
+        if not lines:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _named(error: Exception, module: Module) -> Exception:
+    """The same error with the failing layer named in front, once (the innermost layer)."""
+    if getattr(error, "minicnn_layer", None) is not None:
+        return error
+    try:
+        named = type(error)(f"{module!r}: {error}")
+    except Exception:  # an exception type that needs other constructor arguments
+        return error
+    named.minicnn_layer = module
+    return named
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named ``0``, ``1``, … as in torch."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for index, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(
+                    f"Sequential: argument {index} is a {type(module).__name__}, not a Module"
+                )
+            setattr(self, str(index), module)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        for module in reversed(self._modules.values()):
+            grad_output = module.backward(grad_output)
+        return grad_output

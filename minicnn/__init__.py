@@ -7,8 +7,9 @@ Tiers: ``minicnn.kernels`` (NumPy twins and fast Numba kernels) → ``minicnn.fu
 (torch-named ops with their backwards) → ``minicnn.nn`` (modules with manual backprop).
 """
 
-from minicnn import functional, init, kernels, nn
+from minicnn import functional, init, kernels, nn, optim
 from minicnn.kernels import get_backend, set_backend, use_backend
+from minicnn.nn.tape import no_grad
 from minicnn.random import manual_seed
 
 __version__ = "0.1.0"
@@ -20,6 +21,8 @@ __all__ = [
     "kernels",
     "manual_seed",
     "nn",
+    "no_grad",
+    "optim",
     "set_backend",
     "use_backend",
 ]

@@ -69,8 +69,10 @@ def test_float32_is_kept_float32(backend):
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     with use_backend(backend):
         assert F.conv2d(x, w).dtype == np.float32
-        assert all(g.dtype == np.float32 for g in F.conv2d_backward(np.ones((2, 5, 6, 6),
-                                                                            np.float32), x, w))
+        assert all(
+            g.dtype == np.float32
+            for g in F.conv2d_backward(np.ones((2, 5, 6, 6), np.float32), x, w)
+        )
 
 
 def numerical_gradient(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -38,6 +38,11 @@ def image_batch(value, op: str) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(x), batched
 
 
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` C-contiguous and of its own shape (``np.ascontiguousarray`` makes 0-d 1-d)."""
+    return np.ascontiguousarray(array).reshape(array.shape)
+
+
 def same_dtype(op: str, reference: np.ndarray, **others: np.ndarray | None) -> None:
     for name, array in others.items():
         if array is not None and array.dtype != reference.dtype:
@@ -103,4 +108,4 @@ def gradient(grad_output, expected_shape: tuple[int, ...], dtype: np.dtype, op: 
         )
     if grad.dtype != dtype:
         raise TypeError(f"{op}: grad_output is {grad.dtype} but the input is {dtype}")
-    return np.ascontiguousarray(grad)
+    return contiguous(grad)

@@ -14,13 +14,13 @@ from minicnn.random import resolve
 
 def relu(input: np.ndarray) -> np.ndarray:
     """``max(x, 0)`` elementwise; NaN stays NaN. Shape: any, unchanged."""
-    x = np.ascontiguousarray(check.float_array(input, "input", "relu"))
+    x = check.contiguous(check.float_array(input, "input", "relu"))
     return kernels.pick(E.relu_forward_numpy, E.relu_forward_numba)(x)
 
 
 def relu_backward(grad_output: np.ndarray, input: np.ndarray) -> np.ndarray:
     """``grad_output`` where the input was positive, 0 elsewhere (also at exactly 0)."""
-    x = np.ascontiguousarray(check.float_array(input, "input", "relu_backward"))
+    x = check.contiguous(check.float_array(input, "input", "relu_backward"))
     grad = check.gradient(grad_output, x.shape, x.dtype, "relu_backward")
     return kernels.pick(E.relu_backward_numpy, E.relu_backward_numba)(grad, x)
 
@@ -92,7 +92,10 @@ def dropout_mask(shape: tuple[int, ...], p: float = 0.5, generator=None) -> np.n
     """A boolean keep-mask: each entry True with probability ``1 - p``, drawn from
     ``generator`` (a NumPy Generator; None means minicnn's default one)."""
     p = check.probability(p, "dropout probability", "dropout_mask")
-    return resolve(generator).random(shape) < 1.0 - p
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    if min((check.integer(d, "shape", "dropout_mask") for d in dims), default=0) < 0:
+        raise ValueError(f"dropout_mask: expected a shape of non-negative sizes, got {shape!r}")
+    return resolve(generator).random(tuple(dims)) < 1.0 - p
 
 
 def _scale(p: float) -> float:
@@ -118,7 +121,7 @@ def dropout(input: np.ndarray, p: float = 0.5, training: bool = True, inplace: b
         return x
     mask = dropout_mask(x.shape, p, generator) if mask is None else _check_mask(mask, x.shape)
     out = kernels.pick(E.dropout_forward_numpy, E.dropout_forward_numba)(
-        np.ascontiguousarray(x), mask, _scale(p)
+        check.contiguous(x), mask, _scale(p)
     )
     if inplace:
         x[...] = out
@@ -135,13 +138,17 @@ def _check_mask(mask, shape) -> np.ndarray:
         if not np.isin(mask, (0, 1)).all():
             raise ValueError("dropout: a numeric mask must hold only 0 and 1")
         mask = mask.astype(np.bool_)
-    return np.ascontiguousarray(mask)
+    return check.contiguous(mask)
 
 
 def dropout_backward(grad_output: np.ndarray, mask: np.ndarray, p: float = 0.5) -> np.ndarray:
     """``grad_output * mask / (1 - p)``: the gradient flows only through the kept entries."""
     p = check.probability(p, "dropout probability", "dropout_backward")
-    grad = np.ascontiguousarray(check.float_array(grad_output, "grad_output", "dropout_backward"))
+    grad = check.float_array(grad_output, "grad_output", "dropout_backward")
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"dropout_backward: expected mask to be a numpy array, got "
+                        f"{type(mask).__name__}")  # fmt: skip
+    grad = check.gradient(grad, mask.shape, grad.dtype, "dropout_backward")
     mask = _check_mask(mask, grad.shape)
     return kernels.pick(E.dropout_backward_numpy, E.dropout_backward_numba)(grad, mask, _scale(p))
 
@@ -153,7 +160,8 @@ def _rows(op: str, input, dim) -> tuple[np.ndarray, int]:
         raise ValueError(f"{op}: expected an array with at least one dimension, got a scalar")
     dim = _axis(dim, x.ndim, "dim", op)
     moved = np.moveaxis(x, dim, -1)
-    return np.ascontiguousarray(moved).reshape(-1, x.shape[dim]), dim
+    rows = int(np.prod(moved.shape[:-1]))  # not -1: the axis may be empty
+    return np.ascontiguousarray(moved).reshape(rows, x.shape[dim]), dim
 
 
 def _unrows(rows: np.ndarray, shape, dim: int) -> np.ndarray:
@@ -164,12 +172,16 @@ def _unrows(rows: np.ndarray, shape, dim: int) -> np.ndarray:
 def softmax(input: np.ndarray, dim: int) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``dim``, computed as ``exp(x - max)`` (no overflow)."""
     z, dim = _rows("softmax", input, dim)
+    if z.size == 0:  # nothing to normalise (the kernels read each row's first entry)
+        return np.empty_like(z).reshape(input.shape)
     return _unrows(kernels.pick(S.softmax_numpy, S.softmax_numba)(z), input.shape, dim)
 
 
 def log_softmax(input: np.ndarray, dim: int) -> np.ndarray:
     """``x - max - log(sum(exp(x - max)))`` along ``dim``: stable for any finite logits."""
     z, dim = _rows("log_softmax", input, dim)
+    if z.size == 0:  # nothing to normalise (the kernels read each row's first entry)
+        return np.empty_like(z).reshape(input.shape)
     return _unrows(kernels.pick(S.log_softmax_numpy, S.log_softmax_numba)(z), input.shape, dim)
 
 

@@ -24,7 +24,9 @@ def _padding(padding: Padding, kernel, stride, dilation, op: str) -> tuple[int, 
         if padding == "valid":
             return 0, 0, 0, 0
         if padding != "same":
-            raise ValueError(f"{op}: padding must be 'valid', 'same', an int or a pair, got {padding!r}")
+            raise ValueError(
+                f"{op}: padding must be 'valid', 'same', an int or a pair, got {padding!r}"
+            )
         if stride != (1, 1):
             raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
         pads = []
@@ -111,7 +113,7 @@ def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
 def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarray,
                     stride=1, padding: Padding = 0, dilation=1, groups: int = 1,
                     output_mask: tuple[bool, bool, bool] = (True, True, True),
-                    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:  # fmt: skip
+                    ) -> tuple[np.ndarray | None, ...]:  # fmt: skip
     """Gradients of ``conv2d`` with respect to (input, weight, bias).
 
     Args:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from minicnn import kernels
@@ -16,17 +18,22 @@ def _check_ce(op, input, target, weight, ignore_index, reduction, label_smoothin
     """Validated (rows (M, C), target (M,) int64 or probabilities (M, C), weight, …)."""
     z = check.float_array(input, "input", op)
     if z.ndim < 1:
-        raise ValueError(f"{op}: expected input of shape (N, C), (C,) or (N, C, d1, ...), got a scalar")
-    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{op}: expected input of shape (N, C), (C,) or (N, C, d1, ...), got a scalar"
+        )
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:  # (an array: elementwise)
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     smoothing = check.probability(label_smoothing, "label_smoothing", op)
     ignore_index = check.integer(ignore_index, "ignore_index", op)
     C = z.shape[1] if z.ndim > 1 else z.shape[0]
+    if C == 0:
+        raise ValueError(f"{op}: expected at least one class, got input of shape {z.shape}")
     if weight is not None:
         weight = check.float_array(weight, "weight", op)
         if weight.shape != (C,):
             raise ValueError(
-                f"{op}: expected weight of shape ({C},), one per class, got {check.describe(weight)}"
+                f"{op}: expected weight of shape ({C},), one per class, got "
+                f"{check.describe(weight)}"
             )
         check.same_dtype(op, z, weight=weight)
         weight = np.ascontiguousarray(weight)
@@ -124,6 +131,12 @@ def cross_entropy_backward(grad_output, input: np.ndarray, target: np.ndarray,
     M, C = rows.shape
     z_shape = np.shape(input)
     loss_shape = (z_shape[0], *z_shape[2:]) if len(z_shape) > 1 else ()
+    if isinstance(grad_output, bool) or not isinstance(grad_output, (np.ndarray, numbers.Real)):
+        # np.asarray would turn None into NaN and "1" into a message without the op's name
+        raise TypeError(f"{op}: expected grad_output to be a numpy array or a number, got "
+                        f"{type(grad_output).__name__}")  # fmt: skip
+    if isinstance(grad_output, np.ndarray) and grad_output.dtype.kind not in "fiu":
+        raise TypeError(f"{op}: expected a numeric grad_output, got {grad_output.dtype}")
     g = np.asarray(grad_output, dtype=rows.dtype)
     if g.shape != (loss_shape if reduction == "none" else ()):
         raise ValueError(
@@ -147,7 +160,7 @@ def cross_entropy_backward(grad_output, input: np.ndarray, target: np.ndarray,
         per_row = np.full(M, g / denominator if denominator else 0, dtype=rows.dtype)
     if probabilities:
         p = softmax(rows, dim=1)  # (M, C)
-        grad_rows = (p * (smoothed * w).sum(axis=1, keepdims=True) - smoothed * w)
+        grad_rows = p * (smoothed * w).sum(axis=1, keepdims=True) - smoothed * w
         grad_rows = grad_rows * per_row[:, None]
     else:
         kernel = kernels.pick(S.cross_entropy_backward_numpy, S.cross_entropy_backward_numba)

@@ -27,7 +27,8 @@ def _check_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     x, batched = check.image_batch(input, op)
     kernel = check.positive_pair(kernel_size, "kernel_size", op)
     # torch treats stride=None (and an empty stride) as "same as the kernel"
-    stride = kernel if stride is None or stride == () or stride == [] else stride
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel  # (not ``stride == ()``: an array stride would compare elementwise)
     stride = check.positive_pair(stride, "stride", op)
     padding = check.non_negative_pair(padding, "padding", op)
     dilation = check.positive_pair(dilation, "dilation", op)

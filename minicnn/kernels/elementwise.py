@@ -15,7 +15,7 @@ from numba import njit, prange
 
 
 def relu_forward_numpy(x):
-    return np.maximum(x, 0)
+    return np.asarray(np.maximum(x, 0))  # asarray: NumPy makes a 0-d array's result a scalar
 
 
 def relu_backward_numpy(grad_out, x):
@@ -24,11 +24,11 @@ def relu_backward_numpy(grad_out, x):
 
 
 def dropout_forward_numpy(x, mask, scale):
-    return x * mask * x.dtype.type(scale)
+    return np.asarray(x * mask * x.dtype.type(scale))
 
 
 def dropout_backward_numpy(grad_out, mask, scale):
-    return grad_out * mask * grad_out.dtype.type(scale)
+    return np.asarray(grad_out * mask * grad_out.dtype.type(scale))
 
 
 # -- the fast path: flat loops over contiguous arrays -------------------------------------------

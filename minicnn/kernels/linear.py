@@ -19,13 +19,18 @@ def linear_forward_numpy(x, weight, bias):
     return out
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(M, features) view of a (*, features) array; M is spelled out, as -1 is ambiguous when
+    the feature axis is empty."""
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
+
+
 def linear_backward_numpy(grad_out, x, weight, input_grad=True):
     """(grad_x, grad_weight, grad_bias) for grad_out (*, out)."""
     grad_x = np.einsum("...o,oi->...i", grad_out, weight) if input_grad else None
     # every leading position m contributes grad_out[m, o] * x[m, i] to weight[o, i]
-    grad_weight = np.einsum("mo,mi->oi", grad_out.reshape(-1, weight.shape[0]),
-                            x.reshape(-1, weight.shape[1]))  # fmt: skip
-    grad_bias = grad_out.reshape(-1, grad_out.shape[-1]).sum(axis=0)
+    grad_weight = np.einsum("mo,mi->oi", _rows(grad_out), _rows(x))
+    grad_bias = _rows(grad_out).sum(axis=0)
     return grad_x, grad_weight, grad_bias
 
 
@@ -33,7 +38,7 @@ def linear_backward_numpy(grad_out, x, weight, input_grad=True):
 
 
 def linear_forward_numba(x, weight, bias):
-    rows = x.reshape(-1, x.shape[-1])  # (M, in)
+    rows = _rows(x)  # (M, in)
     out = rows @ weight.T  # (M, out)
     if bias is not None:
         out += bias
@@ -41,8 +46,8 @@ def linear_forward_numba(x, weight, bias):
 
 
 def linear_backward_numba(grad_out, x, weight, input_grad=True):
-    grad_rows = grad_out.reshape(-1, grad_out.shape[-1])  # (M, out)
-    rows = x.reshape(-1, x.shape[-1])  # (M, in)
+    grad_rows = _rows(grad_out)  # (M, out)
+    rows = _rows(x)  # (M, in)
     grad_weight = grad_rows.T @ rows  # (out, in)
     grad_bias = grad_rows.sum(axis=0)
     grad_x = (grad_rows @ weight).reshape(x.shape) if input_grad else None

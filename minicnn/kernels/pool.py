@@ -49,7 +49,7 @@ def max_pool2d_forward_numpy(x, kernel, stride, padding, dilation, out_hw):
                 indices[:, :, i, j] = rows.start * W + cols.start
                 continue
             window = x[:, :, rows.start : rows.stop : rows.step, cols.start : cols.stop : cols.step]
-            flat = window.reshape(N, C, -1)  # (N, C, len(rows) * len(cols))
+            flat = window.reshape(N, C, len(rows) * len(cols))  # not -1: N or C may be 0
             k = np.argmax(flat, axis=2)  # the first maximum in row-major order
             is_nan = np.isnan(flat)
             last_nan = flat.shape[2] - 1 - np.argmax(is_nan[:, :, ::-1], axis=2)

@@ -7,7 +7,8 @@ Cross-entropy of row m with class y = target[m], class weights w (ones when not 
 label smoothing e over C classes:
 
     loss[m] = (1 - e) * w[y] * (-logp[m, y]) + (e / C) * sum_c w[c] * (-logp[m, c])
-            = -sum_c t[m, c] * logp[m, c]     with  t[m, c] = (1 - e) * w[y] * [c == y] + (e / C) * w[c]
+            = -sum_c t[m, c] * logp[m, c]
+    with the weighted, smoothed target  t[m, c] = (1 - e) * w[y] * [c == y] + (e / C) * w[c]
     dloss[m] / dz[m, j] = p[m, j] * sum_c t[m, c] - t[m, j]
 
 A row whose target equals ``ignore_index`` has loss 0, weight 0 and gradient 0.

@@ -99,7 +99,9 @@ class Conv2d(_Layer):
                 raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a pair, "
                                  f"got {padding!r}")  # fmt: skip
             if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+                raise ValueError(
+                    f"{name}: padding='same' is not supported for strided convolutions"
+                )
             self.padding = padding
         else:
             self.padding = check.non_negative_pair(padding, "padding", name)
@@ -305,7 +307,15 @@ class Flatten(_Layer):
         return F.flatten(x, self.start_dim, self.end_dim)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return np.reshape(grad_output, self._take_saved()["shape"])
+        shape = self._take_saved()["shape"]
+        grad = check.float_array(grad_output, "grad_output", "Flatten.backward")
+        merged = F.flatten(np.empty(shape, dtype=np.bool_), self.start_dim, self.end_dim).shape
+        if grad.shape != merged:
+            raise ValueError(
+                f"Flatten.backward: expected grad_output of shape {merged} (the forward "
+                f"output), got {check.describe(grad)}"
+            )
+        return grad.reshape(shape)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

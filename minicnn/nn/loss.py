@@ -6,6 +6,7 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn.functional import _checks as check
+from minicnn.nn import tape
 from minicnn.nn.layers import _Layer
 
 
@@ -28,8 +29,8 @@ class CrossEntropyLoss(_Layer):
             raise ValueError(
                 f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
             )
-        self.weight = None if weight is None else check.float_array(
-            weight, "weight", "CrossEntropyLoss"
+        self.weight = (
+            None if weight is None else check.float_array(weight, "weight", "CrossEntropyLoss")
         )
         self.ignore_index = check.integer(ignore_index, "ignore_index", "CrossEntropyLoss")
         self.reduction = reduction
@@ -41,9 +42,13 @@ class CrossEntropyLoss(_Layer):
                 "reduction": self.reduction, "label_smoothing": self.label_smoothing}  # fmt: skip
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The loss; for 'mean' and 'sum' a ``LossValue`` whose ``backward()`` backpropagates
+        through the model that produced ``input`` (``cost.backward()`` as in torch)."""
         loss = F.cross_entropy(input, target, **self._kwargs())
         self.saved = {"input": input, "target": target}
-        return loss
+        if self.reduction == "none" or not tape.is_grad_enabled():
+            return loss
+        return tape.LossValue(loss, self, input)
 
     def backward(self, grad_output=None) -> np.ndarray:
         """d loss / d input; ``grad_output`` defaults to 1 (the loss is the final output)."""

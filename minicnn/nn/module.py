@@ -7,10 +7,13 @@ adds each parameter's gradient into ``.grad``, accumulating as torch does until 
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+
+from minicnn.nn import tape
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -64,10 +67,17 @@ class Module:
     ``backward(grad_output) -> grad_input``.
     """
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # a layer's own backward reports bad gradients under the layer's name, as forward does
+        if "backward" in cls.__dict__:
+            cls.backward = _naming_errors(cls.__dict__["backward"])
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_last_call", None)
 
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
@@ -98,16 +108,31 @@ class Module:
 
     def __call__(self, *args):
         try:
-            return self.forward(*args)
+            return tape.record(self, args)
         except (ValueError, TypeError) as error:
             raise _named(error, self) from error
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+        """d loss / d input from d loss / d output, adding into every parameter's ``.grad``.
+
+        Layers implement this themselves. For a model whose forward is a chain of module
+        calls this default replays its last forward pass backwards (see ``minicnn.nn.tape``).
+        """
+        call = self.__dict__.get("_last_call")
+        if call is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called without a forward pass before it "
+                f"(or twice for one forward pass)"
+            )
+        grad_input = tape.backward_call(call, grad_output)
+        tape._release(call)
+        return grad_input
 
     # -- traversal -----------------------------------------------------------------------------
 
-    def named_modules(self, prefix: str = "", memo: set | None = None) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", memo: set | None = None
+    ) -> Iterator[tuple[str, Module]]:
         """Every module in the tree, each once, with its dotted name (``''`` for self)."""
         memo = set() if memo is None else memo
         if id(self) in memo:
@@ -265,6 +290,17 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
+def _naming_errors(backward):
+    @functools.wraps(backward)
+    def named_backward(self, *args, **kwargs):
+        try:
+            return backward(self, *args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise _named(error, self) from error
+
+    return named_backward
+
+
 def _named(error: Exception, module: Module) -> Exception:
     """The same error with the failing layer named in front, once (the innermost layer)."""
     if getattr(error, "minicnn_layer", None) is not None:
@@ -303,7 +339,5 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        for module in reversed(self._modules.values()):
-            grad_output = module.backward(grad_output)
-        return grad_output
+    # backward: Module's default replays the children's calls in reverse, so a module that
+    # appears twice in the sequence gets each of its calls' gradients

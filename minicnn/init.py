@@ -29,7 +29,8 @@ __all__ = [
 
 
 def _array(tensor) -> np.ndarray:
-    array = getattr(tensor, "data", tensor)
+    # a Parameter's values are its .data (an ndarray's own .data is a raw buffer)
+    array = tensor if isinstance(tensor, np.ndarray) else getattr(tensor, "data", None)
     if not isinstance(array, np.ndarray):
         raise TypeError(f"init: expected a Parameter or a numpy array, got {type(tensor).__name__}")
     if array.dtype not in (np.float32, np.float64):

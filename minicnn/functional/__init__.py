@@ -19,7 +19,7 @@ from minicnn.functional.activation import (
     softmax,
     softmax_backward,
 )
-from minicnn.functional.conv import conv2d, conv2d_backward, conv_output_size
+from minicnn.functional.conv import conv2d, conv2d_backward, conv2d_forward, conv_output_size
 from minicnn.functional.loss import cross_entropy, cross_entropy_backward
 from minicnn.functional.pool import (
     avg_pool2d,
@@ -34,6 +34,7 @@ __all__ = [
     "avg_pool2d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv2d_forward",
     "conv_output_size",
     "cross_entropy",
     "cross_entropy_backward",

@@ -31,8 +31,11 @@ def _tap(xpad, p, q, oH, oW, stride, dilation):
     return xpad[..., rows, cols]
 
 
-def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups):
-    """out = conv2d(x, weight, bias), one kernel tap at a time (see the module docstring)."""
+def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups, keep_columns=False):
+    """out = conv2d(x, weight, bias), one kernel tap at a time (see the module docstring).
+
+    The twin keeps nothing for the backward pass: ``keep_columns`` returns (out, None).
+    """
     N, C, H, W = x.shape
     C_out, Cg, kH, kW = weight.shape
     G = groups
@@ -51,10 +54,11 @@ def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups):
     out = out.reshape(N, C_out, oH, oW)
     if bias is not None:
         out += bias[None, :, None, None]
-    return out
+    return (out, None) if keep_columns else out
 
 
-def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True):
+def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True,
+                          columns=None):  # fmt: skip
     """(grad_x, grad_weight, grad_bias): each tap's contribution to the forward, reversed.
 
     A tap added ``patch * w`` to the output, so it sends ``grad_out * w`` back to the patch's
@@ -87,6 +91,19 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
 # -- the fast path: im2col + one matrix product per group -------------------------------------
 
 
+@njit(cache=True)
+def _valid(o_size, stride, offset, size):
+    """The output positions j in [lo, hi) whose input position j*stride + offset is in
+    [0, size): the taps outside read the zero padding."""
+    lo = 0
+    while lo < o_size and lo * stride + offset < 0:
+        lo += 1
+    hi = o_size
+    while hi > lo and (hi - 1) * stride + offset >= size:
+        hi -= 1
+    return lo, hi
+
+
 @njit(cache=True, parallel=True)
 def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, groups, out):
     """Unfold x's receptive fields into the columns of a matrix.
@@ -103,21 +120,21 @@ def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, groups, out):
         for c in range(C):
             g = c // Cg
             for p in range(kH):
+                i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
                 for q in range(kW):
-                    row = ((c - g * Cg) * kH + p) * kW + q
+                    j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
+                    row = out[g, ((c - g * Cg) * kH + p) * kW + q, n * L : (n + 1) * L]
                     for i in range(oH):
-                        h = i * sH - pH + p * dH
-                        base = n * L + i * oW
-                        if h < 0 or h >= H:
-                            for j in range(oW):
-                                out[g, row, base + j] = 0
+                        base = i * oW
+                        if i < i_lo or i >= i_hi:
+                            row[base : base + oW] = 0
                             continue
-                        for j in range(oW):
-                            w = j * sW - pW + q * dW
-                            if 0 <= w < W:
-                                out[g, row, base + j] = x[n, c, h, w]
-                            else:
-                                out[g, row, base + j] = 0
+                        h = i * sH + p * dH - pH
+                        row[base : base + j_lo] = 0
+                        row[base + j_hi : base + oW] = 0
+                        w0 = q * dW - pW
+                        for j in range(j_lo, j_hi):
+                            row[base + j] = x[n, c, h, j * sW + w0]
 
 
 @njit(cache=True, parallel=True)
@@ -135,17 +152,16 @@ def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
         for c in range(C):
             g = c // Cg
             for p in range(kH):
+                i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
                 for q in range(kW):
-                    row = ((c - g * Cg) * kH + p) * kW + q
-                    for i in range(oH):
-                        h = i * sH - pH + p * dH
-                        if h < 0 or h >= H:
-                            continue
-                        base = n * L + i * oW
-                        for j in range(oW):
-                            w = j * sW - pW + q * dW
-                            if 0 <= w < W:
-                                out[n, c, h, w] += cols[g, row, base + j]
+                    j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
+                    row = cols[g, ((c - g * Cg) * kH + p) * kW + q, n * L : (n + 1) * L]
+                    w0 = q * dW - pW
+                    for i in range(i_lo, i_hi):
+                        h = i * sH + p * dH - pH
+                        base = i * oW
+                        for j in range(j_lo, j_hi):
+                            out[n, c, h, j * sW + w0] += row[base + j]
 
 
 def _unfold(x, weight, stride, padding, dilation, groups, oH, oW):
@@ -157,8 +173,11 @@ def _unfold(x, weight, stride, padding, dilation, groups, oH, oW):
     return cols
 
 
-def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
-    """out = conv2d(x, weight, bias) as im2col followed by a BLAS matrix product per group."""
+def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups, keep_columns=False):
+    """out = conv2d(x, weight, bias) as im2col followed by a BLAS matrix product per group.
+
+    ``keep_columns=True`` also returns the unfolded input, which the backward pass reuses.
+    """
     N, C, H, W = x.shape
     C_out, Cg, kH, kW = weight.shape
     G = groups
@@ -173,20 +192,24 @@ def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
     out = np.ascontiguousarray(out).reshape(N, C_out, oH, oW)
     if bias is not None:
         out += bias[None, :, None, None]
-    return out
+    return (out, cols) if keep_columns else out
 
 
-def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True):
+def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True,
+                          columns=None):  # fmt: skip
     """(grad_x, grad_weight, grad_bias) as two matrix products and col2im.
 
-    ``input_grad=False`` skips grad_x (``None``), as a network's first layer needs no more.
+    ``input_grad=False`` skips grad_x (``None``), as a network's first layer needs no more;
+    ``columns`` is the forward pass's unfolded input, if it was kept.
     """
     N, C, H, W = x.shape
     C_out, Cg, kH, kW = weight.shape
     G = groups
     _, _, oH, oW = grad_out.shape
 
-    cols = _unfold(x, weight, stride, padding, dilation, groups, oH, oW)  # (G, K, N*L)
+    if columns is None:
+        columns = _unfold(x, weight, stride, padding, dilation, groups, oH, oW)  # (G, K, N*L)
+    cols = columns
     gmat = grad_out.reshape(N, G, C_out // G, oH * oW).transpose(1, 2, 0, 3)  # (G, Og, N, L)
     gmat = np.ascontiguousarray(gmat).reshape(G, C_out // G, N * oH * oW)  # (G, Og, N*L)
     wmat = weight.reshape(G, C_out // G, Cg * kH * kW)  # (G, Og, K)

@@ -1,0 +1,241 @@
+"""The ``minicnn`` command: ``minicnn train``, ``minicnn eval PATH``, ``minicnn download``.
+
+Each subcommand is a ``Command`` in ``COMMANDS``: its name, help, options and the function that
+runs it. A new one (summary, show, gradcheck, bench, ...) is one more ``register(Command(...))``.
+Options of a config dataclass come from its fields (``add_dataclass_arguments``), so
+``minicnn train --help`` always lists every ``TrainConfig`` field with its help and default.
+
+Exit codes: 0 success, 1 an error (printed on one line), 2 a usage error (argparse), 130
+interrupted by Ctrl-C after saving a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+import typing
+from collections.abc import Callable, Sequence
+
+import minicnn
+from minicnn.data import DownloadError
+from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted
+
+EXAMPLES = """examples:
+  minicnn train                                  # the deck's run: CNN, 15 epochs, Adam 0.001
+  minicnn train --engine torch --device cuda     # the same in PyTorch on a GPU
+  minicnn train --epochs 2 --save runs/cnn.safetensors --plot runs/cnn.png
+  minicnn train --epochs 4 --save runs/cnn.safetensors --resume runs/cnn.safetensors
+  minicnn eval runs/cnn.safetensors --deck-eval
+  minicnn download --data-dir data
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` declares its options, ``run(args)`` returns the
+    exit code."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+METAVARS = {int: "N", float: "X", str: "PATH"}  # for options whose field names none
+
+
+def register(command: Command) -> Command:
+    """Add a subcommand to ``minicnn`` (in registration order in ``--help``)."""
+    if command.name in COMMANDS:
+        raise ValueError(f"minicnn: subcommand {command.name!r} is already registered")
+    COMMANDS[command.name] = command
+    return command
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option per field of dataclass ``cls`` (``batch_size`` → ``--batch-size``), with the
+    ``help``, ``choices`` and ``metavar`` in the field's metadata; a bool becomes ``--x/--no-x``.
+    The default is appended to the help unless it is None or the help already explains it."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        meta, flag = field.metadata, f"--{field.name.replace('_', '-')}"
+        if hints[field.name] is bool:
+            add_switch(parser, flag, field.default, meta["help"])
+            continue
+        kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],)
+                    if t is not type(None))  # fmt: skip
+        text = meta["help"]
+        if field.default is not None and "default" not in text:
+            text += " (default: %(default)s)"
+        metavar = meta.get("metavar") or (None if meta.get("choices") else METAVARS.get(kind))
+        parser.add_argument(flag, type=kind, default=field.default, choices=meta.get("choices"),
+                            metavar=metavar, help=text)  # fmt: skip
+
+
+def add_switch(parser: argparse.ArgumentParser, flag: str, default: bool, text: str) -> None:
+    """A ``--x/--no-x`` pair whose help ends with its default."""
+    action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                 help=text)  # fmt: skip
+    if "%(default)" not in action.help:  # some Python versions add it themselves
+        action.help += " (default: %(default)s)"
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace):
+    """The ``cls`` instance that options added by ``add_dataclass_arguments`` describe."""
+    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
+
+
+def train_command(config: TrainConfig, resume: str | os.PathLike | None = None) -> str:
+    """The ``minicnn train`` command line that reproduces ``config`` (non-defaults only), with
+    ``--resume`` replaced by ``resume`` when given."""
+    words = ["minicnn", "train"]
+    for field in dataclasses.fields(TrainConfig):
+        value, flag = getattr(config, field.name), field.name.replace("_", "-")
+        if (field.name == "resume" and resume is not None) or value == field.default:
+            continue
+        if isinstance(value, bool):
+            words.append(f"--{'' if value else 'no-'}{flag}")
+        else:
+            words += [f"--{flag}", str(value)]
+    if resume is not None:
+        words += ["--resume", os.fspath(resume)]
+    return shlex.join(words)
+
+
+# -- train ----------------------------------------------------------------------------------
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from minicnn.train import train
+
+    try:
+        train(dataclass_from_args(TrainConfig, args))
+    except TrainingInterrupted:
+        return 130  # the conventional 128 + SIGINT; train() printed how to resume
+    return 0
+
+
+register(Command(
+    name="train",
+    help="train the deck's CNN on MNIST and print its test accuracy",
+    description="Train the deck's CNN (or DeepCNN) on MNIST with Adam, as the deck's PyTorch "
+    "script does, with the minicnn engine or the torch reference, then print the accuracy on "
+    "the test images. Each epoch prints the deck's line ('[Epoch: N] cost = ...') plus its "
+    "time and speed. Ctrl-C finishes the batch, saves a checkpoint, prints the "
+    "command that resumes it and exits with code 130.",
+    add_arguments=lambda parser: add_dataclass_arguments(parser, TrainConfig),
+    run=_run_train,
+))  # fmt: skip
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="a checkpoint written by minicnn train")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="MNIST directory (default: $MINICNN_DATA, else ./data)")  # fmt: skip
+    parser.add_argument("--deck-eval", action="store_true",
+                        help="also run the deck's buggy evaluation (raw 0-255 pixels)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                        help="test images per forward pass (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--test-limit", type=int, default=None, metavar="N",
+                        help="evaluate on the first N test images only (default: all)")  # fmt: skip
+    add_switch(parser, "--download", True, "download MNIST when it is not found")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="numba's CPU threads (default: numba's own)")  # fmt: skip
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from minicnn.checkpoint import load_checkpoint, load_model
+    from minicnn.data import ensure_mnist, load_mnist
+    from minicnn.engine import accuracy, set_numba_threads
+
+    if args.batch_size < 1 or (args.test_limit is not None and args.test_limit < 1):
+        raise ValueError("--batch-size and --test-limit must be at least 1")
+    if args.threads is not None:
+        set_numba_threads(args.threads)
+    model = load_model(args.path)
+    saved = load_checkpoint(args.path, with_optimizer=False)
+    images, labels = load_mnist(ensure_mnist(args.data_dir, args.download), train=False)
+    images, labels = images[: args.test_limit], labels[: args.test_limit]
+    print(f"{args.path}: {saved.model_name} ({saved.dtype}), trained for {saved.epoch} "
+          f"epoch(s), {saved.step} steps; {len(images)} test images")  # fmt: skip
+    print(f"Accuracy: {accuracy(model, images, labels, batch_size=args.batch_size):.4f}")
+    if args.deck_eval:
+        deck = accuracy(model, images, labels, raw=True, batch_size=args.batch_size)
+        print(f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
+              f"trained on 0-1 inputs): {deck:.4f}")  # fmt: skip
+    return 0
+
+
+register(Command(
+    name="eval",
+    help="print a checkpoint's accuracy on the MNIST test images",
+    description="Load a checkpoint written by 'minicnn train' (either engine) into minicnn and "
+    "print its accuracy on the 10,000 MNIST test images, evaluated in batches without "
+    "gradients, in eval mode.",
+    add_arguments=_add_eval_arguments,
+    run=_run_eval,
+))  # fmt: skip
+
+
+# -- download -------------------------------------------------------------------------------
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    from minicnn.data import ensure_mnist
+
+    print(f"MNIST is in {ensure_mnist(args.data_dir, download=True)}")
+    return 0
+
+
+register(Command(
+    name="download",
+    help="download MNIST (checked against the published SHA-256 hashes)",
+    description="Download the four MNIST files into the data directory unless they are already "
+    "there, verified against their published SHA-256 hashes. Offline, point minicnn at local "
+    "copies with --data-dir DIR or MINICNN_DATA=DIR instead.",
+    add_arguments=lambda parser: parser.add_argument(
+        "--data-dir", metavar="DIR", default=None,
+        help="where to put MNIST (default: $MINICNN_DATA, else ./data)",
+    ),
+    run=_run_download,
+))  # fmt: skip
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``minicnn``'s parser, with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="minicnn",
+        description="minicnn: the deck's MNIST CNN in a from-scratch NumPy/Numba engine that\n"
+        "computes what PyTorch does. Run 'minicnn COMMAND --help' for a command's options.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS.values():
+        sub = subparsers.add_parser(command.name, help=command.help,
+                                    description=command.description)  # fmt: skip
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``minicnn`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError, DownloadError, TrainingDiverged) as error:
+        print(f"minicnn {args.command}: error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,355 @@
+"""Train the deck's CNN (or DeepCNN) on MNIST with minicnn or with torch, then evaluate it.
+
+The deck's PyTorch script, as one function: ``torch.manual_seed(777)``; MNIST through
+``ToTensor`` in shuffled batches of 100 (``drop_last=True``); ``CrossEntropyLoss``;
+``Adam(lr=0.001)``; 15 epochs, each printing ``[Epoch:    1] cost = 0.194086716``; then the
+test accuracy. Read top to bottom: the config dataclass (``minicnn.cli`` builds the options
+from it) → ``train``: seed → data → model and optimizer (inside the engine, see
+``minicnn.engine``) → the loop, one line per epoch.
+
+Checkpoints and resuming (``--save PATH``, ``--resume PATH``):
+
+* A checkpoint is written at the end of every epoch: weights, Adam state, RNG states, this
+  config, the step count, and the metrics so far. Each epoch's batch order is a pure function
+  of ``(seed, epoch)``, so the data loader has no state to save.
+* Ctrl-C finishes the current batch, saves a checkpoint that also records the position inside
+  the epoch (the last metrics entry is ``{"epoch", "batch", "cost_sum", "seconds",
+  "partial": true}``), prints the command that resumes, and raises ``TrainingInterrupted``
+  (the CLI exits with code 130).
+* ``--resume`` restores all of that and continues, so 2 epochs in one go and 1 epoch + resume +
+  1 epoch give bit-identical weights, optimizer state and costs. The options that decide the
+  trajectory (``TRAJECTORY_FIELDS``) must match the checkpoint's; ``--epochs`` counts the total.
+* A NaN or infinite loss raises ``TrainingDiverged`` before anything is saved, so the last
+  good checkpoint stays as it was.
+
+Metrics go to ``--metrics`` as JSON lines, one object per epoch (``epoch``, ``cost``,
+``seconds``, ``images_per_s``) and a last one with ``accuracy``; by default to
+``NAME.metrics.jsonl`` beside ``--save NAME.safetensors``, else ``runs/MODEL-ENGINE.jsonl``.
+A resumed run rewrites the file from the checkpoint's history first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicnn.checkpoint import Checkpoint, load_checkpoint
+from minicnn.data import BatchLoader, find_mnist, load_mnist, resolve_data_dir
+from minicnn.data.download import ensure_mnist
+from minicnn.engine import (
+    Engine,
+    Split,
+    StopOnSigint,
+    build_engine,
+    progress_bar,
+    save_plot,
+    set_numba_threads,
+)
+from minicnn.models import MODELS
+
+EPOCH_LINE = "[Epoch: {:>4}] cost = {:>.9}"  # the deck's print, character for character
+ENGINES, FLOATS = ("minicnn", "torch"), ("float32", "float64")
+# what a resumed run must share with its checkpoint: these decide the trajectory
+TRAJECTORY_FIELDS = ("model", "engine", "seed", "batch_size", "lr", "dtype", "train_limit")
+
+
+def _opt(default: Any, text: str, choices: tuple | None = None, metavar: str | None = None):
+    """A config field with its command-line help, choices and metavar (``minicnn.cli`` picks
+    N for ints and PATH for strings when none is given)."""
+    meta = {"help": text, "choices": choices, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; the defaults are the deck's. ``minicnn train``'s
+    options are built from these fields (``batch_size`` → ``--batch-size``)."""
+
+    model: str = _opt("cnn", "the deck's CNN, or deep: DeepCNN with dropout", tuple(MODELS))
+    engine: str = _opt("minicnn", "minicnn (NumPy/Numba, CPU) or torch (CPU or CUDA)", ENGINES)
+    device: str = _opt("auto", "auto: CUDA if torch sees a GPU, else cpu (minicnn: cpu only)",
+                       ("auto", "cpu", "cuda"))  # fmt: skip
+    epochs: int = _opt(15, "epochs in all, counting those of a --resume checkpoint")
+    batch_size: int = _opt(100, "images per batch (shuffled, the last partial batch dropped)")
+    lr: float = _opt(0.001, "Adam's learning rate", metavar="LR")
+    seed: int = _opt(777, "seeds the initial weights, the dropout and each epoch's shuffle")
+    data_dir: str | None = _opt(None, "MNIST directory (default: $MINICNN_DATA, else ./data)",
+                                metavar="DIR")  # fmt: skip
+    download: bool = _opt(True, "download MNIST when it is not found (the deck's download=True)")
+    save: str | None = _opt(None, "write a resumable checkpoint (.safetensors) every epoch")
+    resume: str | None = _opt(None, "continue this checkpoint's run (same model, engine, seed, "
+                              "batch size, lr, dtype and train limit)")  # fmt: skip
+    metrics: str | None = _opt(None, "JSON-lines log, one object per epoch (default: NAME.metrics"
+                               ".jsonl beside --save NAME.safetensors, else runs/MODEL-ENGINE"
+                               ".jsonl)")  # fmt: skip
+    plot: str | None = _opt(None, "write a PNG of the cost per epoch and the test accuracy")
+    threads: int | None = _opt(None, "CPU threads for numba and torch (default: their own)")
+    dtype: str = _opt("float32", "weights and inputs in float32 or float64", FLOATS)
+    train_limit: int | None = _opt(None, "train on the first N images only (for smoke tests)")
+    test_limit: int | None = _opt(None, "evaluate on the first N test images only")
+    deck_eval: bool = _opt(False, "also run the deck's buggy evaluation on raw 0-255 pixels")
+    progress: str = _opt("auto", "auto: a progress bar when stderr is a terminal; bar; none",
+                         ("auto", "bar", "none"))  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value, choices = getattr(self, field.name), field.metadata["choices"]
+            if choices is not None and value not in choices:
+                raise ValueError(f"--{_flag(field.name)} {value!r}: expected one of {choices}")
+        lows = {"epochs": 0, "batch_size": 1, "seed": 0, "threads": 1, "train_limit": 1,
+                "test_limit": 1}  # fmt: skip
+        for name, low in lows.items():
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < low):
+                raise ValueError(f"--{_flag(name)} {value!r}: expected an integer >= {low}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr {self.lr!r}: expected a positive number")
+        if self.engine == "minicnn" and self.device == "cuda":
+            raise ValueError("--device cuda: the minicnn engine runs on the CPU only (use "
+                             "--device cpu, or --engine torch for CUDA)")  # fmt: skip
+
+
+def metrics_path(config: TrainConfig) -> Path:
+    """Where the JSON-lines metrics go (see the module docstring)."""
+    if config.metrics:
+        return Path(config.metrics)
+    if config.save:
+        save = Path(config.save)
+        return save.with_name(save.name.removesuffix(".safetensors") + ".metrics.jsonl")
+    return Path("runs") / f"{config.model}-{config.engine}.jsonl"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run produced: per-epoch history (resumed epochs included), accuracy, paths."""
+
+    costs: list[float]
+    seconds: list[float]
+    images_per_s: list[float]
+    accuracy: float
+    deck_accuracy: float | None
+    steps: int
+    checkpoint: Path | None
+    metrics: Path
+    plot: Path | None
+
+
+@dataclasses.dataclass
+class BatchInfo:
+    """Handed to ``train``'s ``on_batch`` hook after every step (epoch and batch count from 1)."""
+
+    epoch: int
+    batch: int
+    step: int
+    cost: float
+    engine: Engine
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving anything more."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a resumable checkpoint was saved at ``path``; ``command`` resumes the run."""
+
+    def __init__(self, path: Path, command: str) -> None:
+        super().__init__(f"interrupted; resume with: {command}")
+        self.path, self.command = path, command
+
+
+def train(
+    config: TrainConfig, *, on_batch: Callable[[BatchInfo], None] | None = None
+) -> TrainResult:
+    """Train and evaluate as ``config`` says, printing the deck's lines; returns a TrainResult.
+
+    ``on_batch(info)`` runs after every optimizer step (tests use it to send SIGINT mid-epoch
+    or to poison the weights).
+    """
+    # missing optional packages fail now, not after an hour of training
+    if config.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
+    if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
+        raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    if config.threads is not None:
+        set_numba_threads(config.threads)
+
+    # data: the same uint8 arrays and the same batch order for both engines
+    directory = _find_data(config)
+    train_set = _first(load_mnist(directory, train=True), config.train_limit)
+    test_set = _first(load_mnist(directory, train=False), config.test_limit)
+    loader = BatchLoader(*train_set, config.batch_size, shuffle=True, drop_last=True,
+                         seed=config.seed)  # fmt: skip
+    n_batches = len(loader)
+    if n_batches == 0:
+        raise ValueError(
+            f"{len(train_set[0])} training images make no batch of {config.batch_size}"
+        )
+
+    # seed → model → loss → optimizer, inside the engine
+    engine = build_engine(config, train_set, test_set)
+
+    real = np.dtype(config.dtype).type  # the deck sums cost / total_batch in the loss's dtype
+    records: list[dict] = []
+    start_epoch, start_batch, cost_sum, seconds_before, step = 0, 0, real(0), 0.0, 0
+    if config.resume:
+        checkpoint = load_checkpoint(config.resume)
+        _check_resumable(checkpoint, config, n_batches)
+        engine.restore(checkpoint)
+        records = [m for m in checkpoint.metrics if not m.get("partial")]
+        start_epoch, step = checkpoint.epoch, checkpoint.step
+        if checkpoint.metrics and checkpoint.metrics[-1].get("partial"):
+            partial = checkpoint.metrics[-1]
+            start_batch, cost_sum = partial["batch"], real(partial["cost_sum"])
+            seconds_before = partial["seconds"]
+        print(f"Resuming {config.resume}: epoch {start_epoch + 1}, batch {start_batch + 1}")
+    log = metrics_path(config)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    save = Path(config.save) if config.save else None
+    saved_epoch = None  # the epoch the last good checkpoint this run wrote ends
+    print(f"Training {config.model} with {engine.name} on {engine.device} ({config.dtype}): "
+          f"{n_batches} batches of {config.batch_size} per epoch", flush=True)  # fmt: skip
+
+    with StopOnSigint() as stop:
+        for epoch in range(start_epoch, config.epochs):
+            engine.begin_epoch(loader.order(epoch))
+            bar = progress_bar(config.progress, n_batches, start_batch, f"Epoch {epoch + 1}")
+            started = time.perf_counter()
+            for batch in range(start_batch, n_batches):
+                cost = engine.step(batch)
+                if not math.isfinite(cost):
+                    bar.close()
+                    raise TrainingDiverged(
+                        _diverged(cost, epoch, batch, save, saved_epoch, config.resume)
+                    )
+                cost_sum += real(cost) / real(n_batches)  # avg_cost += cost / total_batch
+                step += 1
+                bar.update(cost)
+                if on_batch is not None:
+                    on_batch(BatchInfo(epoch + 1, batch + 1, step, cost, engine))
+                if stop.requested and batch + 1 < n_batches:
+                    bar.close()
+                    seconds = seconds_before + time.perf_counter() - started
+                    partial = {"epoch": epoch + 1, "batch": batch + 1, "partial": True,
+                               "cost_sum": float(cost_sum), "seconds": seconds}  # fmt: skip
+                    _interrupt(config, engine, epoch, step, [*records, partial])
+            bar.close()
+            seconds = seconds_before + time.perf_counter() - started
+            images_per_s = n_batches * config.batch_size / seconds
+            record = {"epoch": epoch + 1, "cost": float(cost_sum), "seconds": round(seconds, 3),
+                      "images_per_s": round(images_per_s, 1)}  # fmt: skip
+            records.append(record)
+            with log.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+            line = EPOCH_LINE.format(epoch + 1, float(cost_sum))
+            print(f"{line}  ({seconds:.1f} s, {images_per_s:.0f} img/s)", flush=True)
+            if save is not None:
+                save.parent.mkdir(parents=True, exist_ok=True)
+                engine.save(save, epoch=epoch + 1, step=step, config=dataclasses.asdict(config),
+                            metrics=records)  # fmt: skip
+                saved_epoch = epoch + 1
+            start_batch, cost_sum, seconds_before = 0, real(0), 0.0
+            if stop.requested:
+                _interrupt(config, engine, epoch + 1, step, records)
+
+    accuracy = engine.evaluate()
+    print(f"Accuracy: {accuracy:.4f}", flush=True)
+    final: dict[str, Any] = {"accuracy": accuracy, "test_images": len(test_set[0])}
+    deck_accuracy = None
+    if config.deck_eval:
+        deck_accuracy = engine.evaluate(raw=True)
+        final["deck_accuracy"] = deck_accuracy
+        print(f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
+              f"trained on 0-1 inputs): {deck_accuracy:.4f}", flush=True)  # fmt: skip
+    with log.open("a") as file:
+        file.write(json.dumps(final) + "\n")
+    if config.plot:
+        save_plot(config.plot, records, accuracy, deck_accuracy)
+    return TrainResult(
+        costs=[r["cost"] for r in records], seconds=[r["seconds"] for r in records],
+        images_per_s=[r["images_per_s"] for r in records], accuracy=accuracy,
+        deck_accuracy=deck_accuracy, steps=step, checkpoint=save, metrics=log,
+        plot=Path(config.plot) if config.plot else None,
+    )  # fmt: skip
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _first(split: Split, limit: int | None) -> Split:
+    images, labels = split
+    return (images, labels) if limit is None else (images[:limit], labels[:limit])
+
+
+def _find_data(config: TrainConfig) -> Path:
+    """The MNIST directory; downloads it first (``--download``, the default) when absent."""
+    try:
+        return find_mnist(config.data_dir)
+    except FileNotFoundError as error:
+        if not config.download:
+            raise FileNotFoundError(f"{error} (not downloading: --no-download)") from None
+    print(f"MNIST not found; downloading it to {resolve_data_dir(config.data_dir)}", flush=True)
+    return ensure_mnist(config.data_dir, download=True)
+
+
+def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, n_batches: int) -> None:
+    """ValueError unless ``checkpoint`` continues the run ``config`` describes."""
+    for name in TRAJECTORY_FIELDS:
+        saved, asked = checkpoint.config.get(name), getattr(config, name)
+        if saved != asked:
+            raise ValueError(
+                f"--resume {config.resume}: it was trained with --{_flag(name)} {saved}, this run "
+                f"asks for {asked}; resume with the options it was started with"
+            )
+    partial = checkpoint.metrics[-1] if checkpoint.metrics else {}
+    batch = partial.get("batch", 0) if partial.get("partial") else 0
+    if checkpoint.step != checkpoint.epoch * n_batches + batch:
+        raise ValueError(
+            f"--resume {config.resume}: step {checkpoint.step} is not epoch {checkpoint.epoch} "
+            f"x {n_batches} batches + {batch}; was the data changed?"
+        )
+
+
+def _diverged(
+    cost: float,
+    epoch: int,
+    batch: int,
+    save: Path | None,
+    saved_epoch: int | None,
+    resume: str | None,
+) -> str:
+    """The message of ``TrainingDiverged``: where, and which checkpoint is the last good one."""
+    where = f"the loss is {cost} at epoch {epoch + 1}, batch {batch + 1}"
+    if saved_epoch is not None:
+        kept = f"the last good checkpoint, {save} (end of epoch {saved_epoch}), is kept"
+    elif resume:
+        kept = f"nothing was saved; {resume} is the last good checkpoint"
+    else:
+        kept = "no checkpoint was written" + ("" if save else " (no --save)")
+    return f"training diverged: {where}. Stopped; {kept}. Try a smaller --lr."
+
+
+def _interrupt(config: TrainConfig, engine: Engine, epoch: int, step: int, metrics: list) -> None:
+    """Save a resumable checkpoint, say how to resume, raise ``TrainingInterrupted``."""
+    path = Path(config.save or f"runs/{config.model}-{config.engine}-interrupted.safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine.save(path, epoch=epoch, step=step, config=dataclasses.asdict(config), metrics=metrics)
+    from minicnn.cli import train_command  # the CLI knows how options are spelled
+
+    command = train_command(config, resume=path)
+    print(f"Interrupted: saved a resumable checkpoint to {path}\nResume with: {command}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    raise TrainingInterrupted(path, command)

@@ -1,0 +1,183 @@
+"""Resuming is exact: 2 epochs in one go equal 1 epoch + resume + 1 epoch bit for bit (weights,
+optimizer state, costs, accuracy), also after a Ctrl-C mid-epoch; a NaN loss stops the run and
+leaves the last good checkpoint as it was."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import signal
+
+import numpy as np
+import pytest
+
+from minicnn.checkpoint import load_checkpoint, sidecar_path
+from minicnn.cli import main
+from minicnn.engine import MinicnnEngine
+from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted, train
+
+# small runs: 6 batches of 50 per epoch (4 for DeepCNN, the slow one), 100 test images
+LIMITS = {"cnn": 300, "deep": 200}
+CASES = [("minicnn", "cnn"), ("minicnn", "deep"), ("torch", "cnn")]
+
+
+def config(mnist_dir, tmp_path, name: str, engine: str, model: str, **changes) -> TrainConfig:
+    base = TrainConfig(model=model, engine=engine, device="cpu", epochs=2, batch_size=50,
+                       data_dir=str(mnist_dir), train_limit=LIMITS[model], test_limit=100,
+                       save=str(tmp_path / f"{name}.safetensors"), progress="none")  # fmt: skip
+    return TrainConfig(**{**base.__dict__, **changes})
+
+
+def quiet(function, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return function(*args, **kwargs)
+
+
+def metrics(path) -> list[dict]:
+    """The JSONL log without the wall-clock fields, which no two runs share."""
+    drop = {"seconds", "images_per_s"}
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in drop} for line in lines]
+
+
+def assert_same_run(path_a, path_b) -> None:
+    """Two checkpoints hold bit-identical weights, optimizer state, step and costs."""
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    assert (a.epoch, a.step) == (b.epoch, b.step)
+    assert list(a.state_dict) == list(b.state_dict)
+    for key, array in a.state_dict.items():
+        assert array.dtype == b.state_dict[key].dtype
+        assert array.tobytes() == b.state_dict[key].tobytes(), key
+    assert a.optimizer_state["param_groups"] == b.optimizer_state["param_groups"]
+    assert a.optimizer_state["state"].keys() == b.optimizer_state["state"].keys()
+    for index, buffers in a.optimizer_state["state"].items():
+        for name, value in buffers.items():
+            other = b.optimizer_state["state"][index][name]
+            assert np.asarray(value).tobytes() == np.asarray(other).tobytes(), (index, name)
+    assert [m["cost"] for m in a.metrics] == [m["cost"] for m in b.metrics]
+
+
+@pytest.fixture(scope="module")
+def straight(mnist_dir, tmp_path_factory):
+    """The uninterrupted 2-epoch run of each case, computed once: (config, result)."""
+    runs = {}
+
+    def get(engine: str, model: str):
+        if (engine, model) not in runs:
+            if engine == "torch":
+                pytest.importorskip("torch")
+            tmp = tmp_path_factory.mktemp(f"{engine}-{model}")
+            cfg = config(mnist_dir, tmp, "straight", engine, model)
+            runs[engine, model] = cfg, quiet(train, cfg)
+        return runs[engine, model]
+
+    return get
+
+
+@pytest.mark.parametrize(("engine", "model"), CASES)
+def test_one_epoch_resume_one_epoch_equals_two_epochs(straight, mnist_dir, tmp_path, engine,
+                                                      model):  # fmt: skip
+    whole, whole_result = straight(engine, model)
+    first = config(mnist_dir, tmp_path, "split", engine, model, epochs=1)
+    quiet(train, first)
+    assert load_checkpoint(first.save).epoch == 1
+    second = config(mnist_dir, tmp_path, "split", engine, model, resume=first.save)
+    result = quiet(train, second)
+    assert_same_run(whole.save, second.save)
+    assert result.costs == whole_result.costs and len(result.costs) == 2
+    assert result.accuracy == whole_result.accuracy and result.steps == whole_result.steps
+    assert metrics(result.metrics) == metrics(whole_result.metrics)
+
+
+@pytest.mark.parametrize(("engine", "model"), CASES)
+@pytest.mark.parametrize("stop_after", [2, "last"])  # mid-epoch, or on an epoch's last batch
+def test_sigint_saves_a_checkpoint_that_resumes_exactly(straight, mnist_dir, tmp_path, engine,
+                                                        model, stop_after):  # fmt: skip
+    whole, whole_result = straight(engine, model)
+    cfg = config(mnist_dir, tmp_path, "stopped", engine, model)
+    n_batches = LIMITS[model] // cfg.batch_size
+    batch = n_batches if stop_after == "last" else stop_after
+
+    def press_ctrl_c(info) -> None:
+        if (info.epoch, info.batch) == (1, batch):
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        quiet(train, cfg, on_batch=press_ctrl_c)
+    assert str(interrupted.value.path) == cfg.save
+    assert f"--resume {cfg.save}" in interrupted.value.command
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    saved = load_checkpoint(cfg.save)
+    assert saved.step == batch
+    assert saved.epoch == (1 if stop_after == "last" else 0)
+    assert saved.metrics[-1].get("partial", False) == (stop_after != "last")
+
+    result = quiet(train, config(mnist_dir, tmp_path, "stopped", engine, model, resume=cfg.save))
+    assert_same_run(whole.save, cfg.save)
+    assert result.costs == whole_result.costs and result.accuracy == whole_result.accuracy
+    assert metrics(result.metrics) == metrics(whole_result.metrics)
+
+
+def test_ctrl_c_through_the_cli_exits_130_and_prints_a_working_resume_command(
+    straight, mnist_dir, tmp_path, monkeypatch
+):
+    whole, whole_result = straight("minicnn", "cnn")
+    save = tmp_path / "cli.safetensors"
+    argv = ["train", "--epochs", "2", "--batch-size", "50", "--train-limit", "300",
+            "--test-limit", "100", "--device", "cpu", "--data-dir", str(mnist_dir), "--save",
+            str(save), "--progress", "none"]  # fmt: skip
+    step = MinicnnEngine.step
+
+    def step_then_ctrl_c(self, batch):
+        cost = step(self, batch)
+        if batch == 3:
+            signal.raise_signal(signal.SIGINT)
+        return cost
+
+    monkeypatch.setattr(MinicnnEngine, "step", step_then_ctrl_c)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main(argv) == 130
+    command = err.getvalue().split("Resume with: ")[1].strip()
+    words = shlex.split(command)
+    assert words[:2] == ["minicnn", "train"] and words[-2:] == ["--resume", str(save)]
+    monkeypatch.setattr(MinicnnEngine, "step", step)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(words[1:]) == 0
+    assert "Resuming" in out.getvalue()
+    assert_same_run(whole.save, save)
+
+
+@pytest.mark.parametrize("engine", ["minicnn", "torch"])
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path, engine):
+    if engine == "torch":
+        torch = pytest.importorskip("torch")
+    cfg = config(mnist_dir, tmp_path, "nan", engine, "cnn", epochs=3)
+    good = {}
+
+    def poison(info) -> None:
+        if (info.epoch, info.batch) == (2, 2):
+            good["main"] = open(cfg.save, "rb").read()
+            good["sidecar"] = sidecar_path(cfg.save).read_bytes()
+            weight = info.engine.model.fc.weight
+            if engine == "torch":
+                with torch.no_grad():
+                    weight.fill_(float("nan"))
+            else:
+                weight.data[...] = np.nan
+
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, batch 3") as diverged:
+        quiet(train, cfg, on_batch=poison)
+    assert "last good checkpoint" in str(diverged.value) and "end of epoch 1" in str(diverged.value)
+    assert open(cfg.save, "rb").read() == good["main"]
+    assert sidecar_path(cfg.save).read_bytes() == good["sidecar"]
+    assert load_checkpoint(cfg.save).epoch == 1
+
+
+def test_resume_with_other_options_is_refused(straight, mnist_dir, tmp_path):
+    whole, _ = straight("minicnn", "cnn")
+    other = config(mnist_dir, tmp_path, "other", "minicnn", "cnn", lr=0.01, resume=whole.save)
+    with pytest.raises(ValueError, match="--lr 0.001, this run asks for 0.01"):
+        quiet(train, other)

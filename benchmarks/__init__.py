@@ -1,0 +1,1 @@
+"""Benchmarks and long runs; not part of the test suite."""

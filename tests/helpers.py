@@ -68,7 +68,7 @@ def _backward(name: str, grad, arrays, kwargs):
     raise KeyError(name)
 
 
-def _term_scales(name: str, arrays, grad, kwargs) -> list[float]:
+def term_scales(name: str, arrays, grad, kwargs) -> list[float]:
     """For the sums inside conv2d, linear and avg_pool2d: the largest sum of |terms| of the
     output and of each gradient (the same op on absolute values), the scale their rounding
     error is proportional to. Other ops do not cancel: 0."""
@@ -88,7 +88,7 @@ def compare_with_torch(name: str, *arrays, seed: int = 0, **kwargs) -> None:
     """
     ours = getattr(F, name)(*arrays, **kwargs)
     grad = np.random.default_rng(seed).standard_normal(ours.shape).astype(ours.dtype)
-    scales = _term_scales(name, arrays, grad, kwargs)
+    scales = term_scales(name, arrays, grad, kwargs)
     tensors = [
         None if a is None else
         torch.tensor(a, requires_grad=np.issubdtype(a.dtype, np.floating) and i < _n_diff(name))

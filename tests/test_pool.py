@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import use_backend
-from tests.helpers import assert_close, compare_with_torch
+from tests.helpers import assert_close, compare_with_torch, term_scales
 from tests.strategies import pool_cases
 
 BACKENDS = ["numpy", "numba"]
@@ -65,10 +65,12 @@ def test_fast_avg_pool2d_matches_its_twin(case):
     x, kwargs = case
     with use_backend("numpy"):
         out = F.avg_pool2d(x, **kwargs)
-        grad = F.avg_pool2d_backward(np.ones_like(out), x, **kwargs)
+        upstream = np.random.default_rng(0).standard_normal(out.shape).astype(x.dtype)
+        grad = F.avg_pool2d_backward(upstream, x, **kwargs)
+        scales = term_scales("avg_pool2d", (x,), upstream, kwargs)
     with use_backend("numba"):
-        assert_close(F.avg_pool2d(x, **kwargs), out)
-        assert_close(F.avg_pool2d_backward(np.ones_like(out), x, **kwargs), grad)
+        assert_close(F.avg_pool2d(x, **kwargs), out, scale=scales[0])
+        assert_close(F.avg_pool2d_backward(upstream, x, **kwargs), grad, scale=scales[1])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

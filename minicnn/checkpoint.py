@@ -82,9 +82,10 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (and ``optimizer``'s state) to ``path``; returns ``path``.
 
-    ``rng_state`` maps names to further generators' ``bit_generator.state`` (a Dropout's, a data
-    loader's); the default generator's state is always saved as ``"default"``. ``config`` may be
-    a dict or a dataclass; it, ``metrics`` and ``rng_state`` must be JSON-serialisable.
+    ``rng_state`` maps names to further generators' ``random.get_state(generator)`` (a
+    Dropout's, a data loader's); the default generator's state is always saved as
+    ``"default"``. ``config`` may be a dict or a dataclass; it, ``metrics`` and ``rng_state``
+    must be JSON-serialisable.
     """
     path = Path(path)
     if MODELS.get(model_name) is not type(model):
@@ -211,10 +212,7 @@ def restore_rng_state(rng_state: dict, generators: dict | None = None) -> None:
     for name, generator in {"default": None, **(generators or {})}.items():
         if name not in rng_state:
             raise ValueError(f"restore_rng_state: no saved state for generator {name!r}")
-        if generator is None:
-            random.set_state(rng_state[name])
-        else:
-            generator.bit_generator.state = rng_state[name]
+        random.set_state(rng_state[name], generator)
 
 
 # -- helpers --------------------------------------------------------------------------------

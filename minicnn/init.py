@@ -2,8 +2,11 @@
 
 Each initialiser fills its argument in place (a ``Parameter`` or a NumPy array) and returns it.
 The numbers come from a NumPy ``Generator`` (``generator=None`` means the default one that
-``minicnn.manual_seed`` seeds), so they follow the same distributions as torch's but are not
-the same draws; ``reference.convert`` copies weights across when the draws must agree.
+``minicnn.manual_seed`` seeds). With an MT19937 generator — the default one is — uniform draws
+are torch's, bit for bit: the same 32-bit outputs turned into numbers by the same arithmetic
+(see ``uniform_``), so ``xavier_uniform_``, ``kaiming_uniform_`` and the layers' default
+initialisation reproduce torch's weights for the same seed. Normal draws follow torch's
+distributions, not its numbers.
 """
 
 from __future__ import annotations
@@ -86,9 +89,27 @@ def _fan(tensor, mode: str) -> int:
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
-    """Fill with U(a, b)."""
-    shape = _array(tensor).shape
-    return _fill(tensor, resolve(generator).uniform(a, b, size=shape))
+    """Fill with U(a, b), drawn as torch's CPU kernel draws when the generator is MT19937.
+
+    torch turns each 32-bit output r of its Mersenne Twister into ``x = (r & (2**24 - 1)) /
+    2**24`` for float32 (53 bits from two outputs for float64) and returns ``x * (b - a) + a``
+    computed in double with ``a`` and ``b`` rounded to the tensor's dtype first. Other bit
+    generators draw with NumPy's ``Generator.uniform``.
+    """
+    array = _array(tensor)
+    generator = resolve(generator)
+    if not isinstance(generator.bit_generator, np.random.MT19937):
+        return _fill(tensor, generator.uniform(a, b, size=array.shape))
+    dtype = array.dtype.type
+    low, high = dtype(a), dtype(b)
+    raw = generator.bit_generator.random_raw(array.size * (1 if dtype is np.float32 else 2))
+    if dtype is np.float32:
+        x = (raw & (2**24 - 1)).astype(np.float64) * 2.0**-24  # 24 random bits in [0, 1)
+    else:
+        first, second = raw[0::2], raw[1::2]  # torch's random64(): the first draw is the high half
+        x = (((first << 32) | second) & (2**53 - 1)).astype(np.float64) * 2.0**-53
+    width = np.float64(dtype(high - low))  # the width in the tensor's dtype, as torch computes it
+    return _fill(tensor, (x * width + np.float64(low)).reshape(array.shape))
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):

@@ -371,7 +371,7 @@ def test_rng_state_round_trip(tmp_path):
     model.layer4[2].generator = None  # Dropout draws its masks from the default generator
     path = tmp_path / "ckpt.safetensors"
     save_checkpoint(
-        path, model, model_name="deep", rng_state={"loader": loader.bit_generator.state}
+        path, model, model_name="deep", rng_state={"loader": mrandom.get_state(loader)}
     )
 
     x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)

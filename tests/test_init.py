@@ -10,6 +10,7 @@ import torch
 
 import minicnn
 from minicnn import init, nn
+from minicnn import random as mrandom
 from minicnn.models import CNN, DeepCNN
 
 SHAPES = [(10, 20), (32, 1, 3, 3), (64, 32, 3, 3), (7, 5, 2, 4)]
@@ -108,3 +109,62 @@ def test_bad_arguments():
         init.uniform_(np.empty((2, 2), dtype=np.int64))
     with pytest.raises(TypeError, match="seed"):
         minicnn.manual_seed(1.5)
+
+
+# -- the same numbers as torch's CPU generator ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cnn", "deep"])
+def test_manual_seed_gives_torchs_initial_weights_bit_for_bit(kind):
+    from reference import models as reference
+
+    minicnn.manual_seed(777)
+    ours = {"cnn": CNN, "deep": DeepCNN}[kind]()
+    torch.manual_seed(777)
+    theirs = reference.MODELS[kind]().state_dict()
+    for name, array in ours.state_dict().items():
+        np.testing.assert_array_equal(array, theirs[name].numpy(), err_msg=name)
+
+
+def test_float64_initial_weights_are_torchs_to_one_ulp():
+    # torch fuses the multiply-add of x * (b - a) + a in double, minicnn rounds twice
+    from reference import models as reference
+
+    minicnn.manual_seed(3)
+    ours = CNN(dtype=np.float64)
+    torch.manual_seed(3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        theirs = reference.CNN().state_dict()
+    finally:
+        torch.set_default_dtype(previous)
+    for name, array in ours.state_dict().items():
+        expected = theirs[name].numpy()
+        assert np.abs(array - expected).max() <= np.spacing(np.abs(expected).max()), name
+
+
+def test_unseeded_generator_starts_where_torchs_does():
+    ours = np.empty((3, 5), dtype=np.float32)
+    init.uniform_(ours, -2.0, 3.0, generator=mrandom.mt19937(mrandom.TORCH_DEFAULT_SEED))
+    theirs = torch.empty(3, 5).uniform_(-2.0, 3.0, generator=torch.Generator())
+    np.testing.assert_array_equal(ours, theirs.numpy())
+
+
+def test_other_bit_generators_draw_numpys_uniform():
+    a = init.uniform_(np.empty(1000), -1.0, 1.0, generator=np.random.default_rng(5))
+    b = np.random.default_rng(5).uniform(-1.0, 1.0, size=1000)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_generator_state_round_trips_through_json():
+    import json
+
+    generator = mrandom.mt19937(11)
+    generator.random(7)
+    state = json.loads(json.dumps(mrandom.get_state(generator)))
+    expected = generator.random(5)
+    mrandom.set_state(state, generator)
+    np.testing.assert_array_equal(generator.random(5), expected)
+    with pytest.raises(ValueError, match="MT19937"):
+        mrandom.set_state(mrandom.get_state(np.random.default_rng(0)), generator)

@@ -45,7 +45,8 @@ class MaskedDropout(torch.nn.Module):
 def _twins(kind: str, dtype, dropout_masks=None):
     """A minicnn model and the torch reference model with identical weights."""
     minicnn.manual_seed(0)
-    ours = {"cnn": CNN, "deep": DeepCNN}[kind](dtype=dtype)
+    # built in float32 and then cast, so the float32 and float64 runs start from the same point
+    ours = {"cnn": CNN, "deep": DeepCNN}[kind]().to(dtype)
     theirs = {"cnn": reference.CNN, "deep": reference.DeepCNN}[kind]()
     theirs = theirs.double() if dtype == np.float64 else theirs
     theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})

@@ -370,9 +370,7 @@ def test_rng_state_round_trip(tmp_path):
     model = make_model("deep")
     model.layer4[2].generator = None  # Dropout draws its masks from the default generator
     path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(
-        path, model, model_name="deep", rng_state={"loader": mrandom.get_state(loader)}
-    )
+    save_checkpoint(path, model, model_name="deep", rng_state={"loader": mrandom.get_state(loader)})
 
     x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)
     expected = (mrandom.default_generator().random(10), loader.random(10), model.train()(x))

@@ -1,8 +1,10 @@
 """Modules: layers that hold Parameters, run forward, and backpropagate by hand."""
 
-from minicnn.nn.layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from minicnn.nn.activation import Dropout, Flatten, ReLU
+from minicnn.nn.layers import Conv2d, Linear
 from minicnn.nn.loss import CrossEntropyLoss
 from minicnn.nn.module import Module, Parameter, Sequential
+from minicnn.nn.pooling import AvgPool2d, MaxPool2d
 from minicnn.nn.tape import LossValue, is_grad_enabled, no_grad
 
 __all__ = [

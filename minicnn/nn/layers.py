@@ -1,8 +1,10 @@
-"""The layers of the deck's CNNs: Conv2d, MaxPool2d, AvgPool2d, ReLU, Linear, Flatten, Dropout.
+"""The layers with parameters, Conv2d and Linear, and what every layer is built on.
 
 Each layer validates its hyperparameters when it is built, calls ``minicnn.functional`` in
 ``forward``, keeps in ``self.saved`` what its backward needs, and in ``backward`` adds its
 parameters' gradients into ``.grad`` and returns the gradient with respect to its input.
+The other layers: ``minicnn.nn.pooling`` (MaxPool2d, AvgPool2d) and ``minicnn.nn.activation``
+(ReLU, Flatten, Dropout).
 """
 
 from __future__ import annotations
@@ -155,97 +157,6 @@ class Conv2d(_Layer):
         return text
 
 
-class _Pool(_Layer):
-    def __init__(self, name: str, kernel_size, stride, padding, ceil_mode) -> None:
-        super().__init__()
-        self.kernel_size = check.positive_pair(kernel_size, "kernel_size", name)
-        stride = self.kernel_size if stride is None else stride
-        self.stride = check.positive_pair(stride, "stride", name)
-        self.padding = check.non_negative_pair(padding, "padding", name)
-        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(
-                f"{name}: pad should be at most half of kernel size, but got "
-                f"padding={self.padding} for kernel_size={self.kernel_size}"
-            )
-        self.ceil_mode = check.boolean(ceil_mode, "ceil_mode", name)
-
-
-class MaxPool2d(_Pool):
-    """Max pooling (see ``F.max_pool2d``); the gradient goes to each window's winner.
-
-    Shape:
-        input (N, C, H, W) → output (N, C, oH, oW),
-        ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1`` (ceil with ceil_mode).
-    """
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode: bool = False) -> None:  # fmt: skip
-        super().__init__("MaxPool2d", kernel_size, stride, padding, ceil_mode)
-        self.dilation = check.positive_pair(dilation, "dilation", "MaxPool2d")
-
-    def _args(self) -> tuple:
-        return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, indices = F.max_pool2d(x, *self._args(), return_indices=True)  # (N, C, oH, oW)
-        self.saved = {"input": x, "indices": indices}
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        saved = self._take_saved()
-        return F.max_pool2d_backward(grad_output, saved["input"], *self._args(),
-                                     indices=saved["indices"])  # fmt: skip
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")  # fmt: skip
-
-
-class AvgPool2d(_Pool):
-    """Average pooling (see ``F.avg_pool2d``).
-
-    Shape:
-        input (N, C, H, W) → output (N, C, oH, oW), ``oH = floor((H + 2*pH - kH) / sH) + 1``
-        (ceil with ceil_mode).
-    """
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None):  # fmt: skip
-        super().__init__("AvgPool2d", kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = check.boolean(count_include_pad, "count_include_pad", "AvgPool2d")
-        if divisor_override is not None:
-            divisor_override = check.integer(divisor_override, "divisor_override", "AvgPool2d")
-            if divisor_override == 0:
-                raise ValueError("AvgPool2d: divisor_override must not be zero")
-        self.divisor_override = divisor_override
-
-    def _args(self) -> tuple:
-        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                self.count_include_pad, self.divisor_override)  # fmt: skip
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out = F.avg_pool2d(x, *self._args())  # (N, C, oH, oW)
-        self.saved = {"input": x}
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.avg_pool2d_backward(grad_output, self._take_saved()["input"], *self._args())
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class ReLU(_Layer):
-    """``max(x, 0)`` elementwise. Shape: any, unchanged."""
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.saved = {"input": x}
-        return F.relu(x)
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.relu_backward(grad_output, self._take_saved()["input"])
-
-
 class Linear(_Layer):
     """``out = x @ weight.T + bias`` (see ``F.linear``), weight (out_features, in_features),
     initialised as torch does (kaiming-uniform a = sqrt(5), bias U(±1/sqrt(in_features))).
@@ -290,73 +201,3 @@ class Linear(_Layer):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")  # fmt: skip
-
-
-class Flatten(_Layer):
-    """Merge dimensions ``start_dim..end_dim`` (default: all but the batch axis).
-
-    Shape: (N, C, H, W) → (N, C*H*W) with the defaults.
-    """
-
-    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
-        super().__init__()
-        self.start_dim = check.integer(start_dim, "start_dim", "Flatten")
-        self.end_dim = check.integer(end_dim, "end_dim", "Flatten")
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.saved = {"shape": getattr(x, "shape", None)}
-        return F.flatten(x, self.start_dim, self.end_dim)
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        shape = self._take_saved()["shape"]
-        grad = check.float_array(grad_output, "grad_output", "Flatten.backward")
-        merged = F.flatten(np.empty(shape, dtype=np.bool_), self.start_dim, self.end_dim).shape
-        if grad.shape != merged:
-            raise ValueError(
-                f"Flatten.backward: expected grad_output of shape {merged} (the forward "
-                f"output), got {check.describe(grad)}"
-            )
-        return grad.reshape(shape)
-
-    def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-
-class Dropout(_Layer):
-    """Inverted dropout (see ``F.dropout``): in training, zero each entry with probability
-    ``p`` and scale the rest by 1/(1 - p); in eval mode, the identity.
-
-    The keep-mask comes from ``generator`` (None: minicnn's default), or from ``mask_source``
-    when it is set: a callable ``shape -> boolean mask``, so that a run can replay given masks.
-    The mask last used is ``self.mask``. Shape: any, unchanged.
-    """
-
-    def __init__(self, p: float = 0.5, generator=None) -> None:
-        super().__init__()
-        self.p = check.probability(p, "dropout probability", "Dropout")
-        self.generator = generator
-        self.mask_source = None
-        self.mask: np.ndarray | None = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training:
-            self.saved = {"mask": None}
-            return F.dropout(x, self.p, training=False)
-        x = check.float_array(x, "input", "Dropout")
-        if self.mask_source is not None:
-            mask = self.mask_source(x.shape)
-        else:
-            mask = F.dropout_mask(x.shape, self.p, self.generator)
-        out = F.dropout(x, self.p, training=True, mask=mask)
-        self.mask = mask
-        self.saved = {"mask": mask}
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        mask = self._take_saved()["mask"]
-        if mask is None:  # eval mode: the identity
-            return grad_output
-        return F.dropout_backward(grad_output, mask, self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace=False"

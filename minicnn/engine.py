@@ -127,13 +127,10 @@ class MinicnnEngine:
 
 
 def set_numba_threads(threads: int) -> None:
-    """``numba.set_num_threads`` with a clear error past numba's limit."""
-    import numba
+    """Run minicnn's kernels on ``threads`` threads (``minicnn.kernels.threads``)."""
+    from minicnn.kernels.threads import set_num_threads
 
-    limit = numba.config.NUMBA_NUM_THREADS
-    if threads > limit:
-        raise ValueError(f"--threads {threads}: numba can use at most {limit} threads here")
-    numba.set_num_threads(threads)
+    set_num_threads(threads)
 
 
 def build_engine(config: TrainConfig, train_set: Split, test_set: Split) -> Engine:

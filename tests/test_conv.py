@@ -125,16 +125,23 @@ def test_torch_convention_is_cross_correlation_not_convolution():
     np.testing.assert_array_equal(F.conv2d(x, w), expected)
 
 
-def test_im2col_and_col2im_are_adjoint():
+@pytest.mark.parametrize("unit", [False, True])
+def test_im2col_and_col2im_are_adjoint(unit):
     # <im2col(x), c> == <x, col2im(c)> for every x and c: col2im is im2col's transpose
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 4, 7, 6))
-    kH, kW, s, p, d, G = 3, 2, (2, 1), (1, 1), (1, 2), 2
-    oH = (7 + 2 - 1 * 2 - 1) // 2 + 1
-    oW = (6 + 2 - 2 * 1 - 1) // 1 + 1
-    cols = np.empty((G, 2 * kH * kW, 2 * oH * oW))
-    K.im2col(x, kH, kW, *s, *p, *d, oH, oW, G, cols)
+    kH, kW, G = 3, 2, 2
+    s, p, d = ((1, 1), (1, 0), (1, 1)) if unit else ((2, 1), (1, 1), (1, 2))
+    oH = (7 + 2 * p[0] - d[0] * (kH - 1) - 1) // s[0] + 1
+    oW = (6 + 2 * p[1] - d[1] * (kW - 1) - 1) // s[1] + 1
+    cols = np.empty((2, G, 2 * kH * kW, oH * oW))  # (N, G, Cg*kH*kW, oH*oW)
     c = rng.standard_normal(cols.shape)
     back = np.empty_like(x)
-    K.col2im(c, kH, kW, *s, *p, *d, oH, oW, back)
+    if unit:
+        pad = np.empty((4, oH + kH - 1, oW + kW - 1))
+        K.im2col_unit(x, kH, kW, *p, oH, oW, pad, cols)
+        K.col2im_unit(c, kH, kW, *p, oH, oW, pad, back)
+    else:
+        K.im2col(x, kH, kW, *s, *p, *d, oH, oW, cols)
+        K.col2im(c, kH, kW, *s, *p, *d, oH, oW, back)
     assert np.isclose((cols * c).sum(), (x * back).sum(), rtol=1e-12)

@@ -20,6 +20,7 @@ from minicnn.functional.activation import (
     softmax_backward,
 )
 from minicnn.functional.conv import conv2d, conv2d_backward, conv2d_forward, conv_output_size
+from minicnn.functional.fused import conv2d_relu_max_pool2d, conv2d_relu_max_pool2d_backward
 from minicnn.functional.loss import cross_entropy, cross_entropy_backward
 from minicnn.functional.pool import (
     avg_pool2d,
@@ -35,6 +36,8 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_relu_max_pool2d",
+    "conv2d_relu_max_pool2d_backward",
     "conv_output_size",
     "cross_entropy",
     "cross_entropy_backward",

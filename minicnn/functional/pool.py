@@ -25,6 +25,13 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int = 0, dila
 
 def _check_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     x, batched = check.image_batch(input, op)
+    args = pool_args(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return x, batched, *args
+
+
+def pool_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """(kernel, stride, padding, dilation, out_hw) of a pool over inputs of ``shape``
+    (N, C, H, W), as pairs, checked as torch checks them."""
     kernel = check.positive_pair(kernel_size, "kernel_size", op)
     # torch treats stride=None (and an empty stride) as "same as the kernel"
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
@@ -38,7 +45,7 @@ def _check_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode):
             f"{op}: pad should be at most half of kernel size, but got padding={padding} "
             f"for kernel_size={kernel}"
         )
-    _, C, H, W = x.shape
+    _, C, H, W = shape
     out_hw = tuple(
         pool_output_size(size, k, s, p, d, ceil_mode)
         for size, k, s, p, d in zip((H, W), kernel, stride, padding, dilation)
@@ -49,7 +56,7 @@ def _check_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode):
             f"({C}x{out_hw[0]}x{out_hw[1]}) is too small (kernel_size={kernel}, "
             f"stride={stride}, padding={padding}, dilation={dilation})"
         )
-    return x, batched, kernel, stride, padding, dilation, out_hw
+    return kernel, stride, padding, dilation, out_hw
 
 
 def max_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,

@@ -9,7 +9,8 @@ arguments, allocates and calls whichever implementation the active backend selec
         ...
 
 The default is ``numba``, or ``$MINICNN_BACKEND`` when set. ``NUMBA_DISABLE_JIT=1`` turns the
-fast kernels back into plain, debuggable Python.
+fast kernels back into plain, debuggable Python. The fast kernels split a batch's images
+across threads (``minicnn.kernels.parallel``, ``minicnn.kernels.threads``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,9 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 
-import numba
+from minicnn.kernels.allocator import keep_freed_memory
 
-# Numba's default "omp" threading layer leaves its idle threads spinning, and between two
-# parallel kernels they starve the BLAS threads running the matrix products: on two cores a
-# CNN training step took 709 ms instead of 80 ms. The "workqueue" layer's idle threads sleep.
-# It must be chosen before the first parallel kernel runs; NUMBA_THREADING_LAYER overrides.
-# (workqueue does not allow two Python threads to run parallel kernels at the same time.)
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+keep_freed_memory()  # a training step's large arrays then cost no page faults (see allocator)
 
 BACKENDS = ("numba", "numpy")
 

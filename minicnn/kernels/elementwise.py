@@ -9,7 +9,9 @@ A NaN input stays NaN through relu (as ``torch.relu``); its gradient there is 0.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from minicnn.kernels.parallel import parallel_for
 
 # -- the NumPy twins ----------------------------------------------------------------------------
 
@@ -31,47 +33,52 @@ def dropout_backward_numpy(grad_out, mask, scale):
     return np.asarray(grad_out * mask * grad_out.dtype.type(scale))
 
 
-# -- the fast path: flat loops over contiguous arrays -------------------------------------------
+# -- the fast path: flat loops over contiguous arrays, cut into one slice per thread ---------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def relu_kernel(x, out):
     """out[k] = x[k] if x[k] > 0 (or NaN) else 0, over flat arrays."""
-    for k in prange(x.size):
+    for k in range(x.size):
         value = x[k]
         out[k] = value if value > 0 or value != value else 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def relu_backward_kernel(grad_out, x, out):
     """out[k] = grad_out[k] if x[k] > 0 else 0, over flat arrays."""
-    for k in prange(x.size):
+    for k in range(x.size):
         out[k] = grad_out[k] if x[k] > 0 else 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def masked_scale_kernel(x, mask, scale, out):
     """out[k] = x[k] * mask[k] * scale, over flat arrays (mask is boolean)."""
-    for k in prange(x.size):
+    for k in range(x.size):
         out[k] = x[k] * mask[k] * scale
 
 
-def relu_forward_numba(x):
-    out = np.empty_like(x)
-    relu_kernel(x.reshape(-1), out.reshape(-1))
+def _flat(kernel, out, *arrays):
+    """``kernel(*arrays, out)`` over flat views, one slice per thread (small arrays in one)."""
+    flats = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    flat_out = out.reshape(-1)
+    parallel_for(flat_out.size, lambda a, b: kernel(*(f[a:b] for f in flats), flat_out[a:b]),
+                 grain=1 << 16)  # fmt: skip
     return out
+
+
+def relu_forward_numba(x):
+    return _flat(relu_kernel, np.empty_like(x), x)
 
 
 def relu_backward_numba(grad_out, x):
-    out = np.empty_like(grad_out)
-    relu_backward_kernel(grad_out.reshape(-1), x.reshape(-1), out.reshape(-1))
-    return out
+    return _flat(relu_backward_kernel, np.empty_like(grad_out), grad_out, x)
 
 
 def dropout_forward_numba(x, mask, scale):
-    out = np.empty_like(x)
-    masked_scale_kernel(x.reshape(-1), mask.reshape(-1), x.dtype.type(scale), out.reshape(-1))
-    return out
+    scale = x.dtype.type(scale)
+    return _flat(lambda x, m, out: masked_scale_kernel(x, m, scale, out), np.empty_like(x), x,
+                 mask)  # fmt: skip
 
 
 def dropout_backward_numba(grad_out, mask, scale):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # -- the NumPy twins ----------------------------------------------------------------------------
 
@@ -66,11 +66,11 @@ def cross_entropy_backward_numpy(z, target, weight, ignore_index, smoothing, gra
 # -- the fast path: one pass per row ------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def log_softmax_kernel(z, out):
     """out[m] = log_softmax(z[m]) for each row of z (M, C)."""
     M, C = z.shape
-    for m in prange(M):
+    for m in range(M):
         top = z[m, 0]
         for c in range(1, C):
             top = max(top, z[m, c])
@@ -82,11 +82,11 @@ def log_softmax_kernel(z, out):
             out[m, c] = (z[m, c] - top) - log_total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def softmax_kernel(z, out):
     """out[m] = softmax(z[m]) for each row of z (M, C)."""
     M, C = z.shape
-    for m in prange(M):
+    for m in range(M):
         top = z[m, 0]
         for c in range(1, C):
             top = max(top, z[m, c])
@@ -98,11 +98,11 @@ def softmax_kernel(z, out):
             out[m, c] /= total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def cross_entropy_kernel(z, target, w, ignore_index, smoothing, loss, w_y):
     """loss[m] and w_y[m] for each row (see the module docstring); w (C,) holds the weights."""
     M, C = z.shape
-    for m in prange(M):
+    for m in range(M):
         y = target[m]
         if y == ignore_index:
             loss[m] = 0
@@ -123,11 +123,11 @@ def cross_entropy_kernel(z, target, w, ignore_index, smoothing, loss, w_y):
         w_y[m] = w[y]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def cross_entropy_backward_kernel(z, target, w, ignore_index, smoothing, grad_loss, out):
     """out[m] = grad_loss[m] * dloss[m]/dz[m] for each row (see the module docstring)."""
     M, C = z.shape
-    for m in prange(M):
+    for m in range(M):
         y = target[m]
         if y == ignore_index:
             for c in range(C):

@@ -1,32 +1,51 @@
-"""Thread counts for the two kinds of parallel code a training step runs: Numba's parallel
-kernels and the BLAS library behind NumPy's matrix products.
+"""How many threads the fast kernels use, and the BLAS library's share of them.
 
-Both keep worker threads that spin for a while after each call. When a Numba kernel and a
-BLAS product alternate on a machine with few cores, each pool's spinning threads take the
-cores the other pool needs: on two cores a CNN training step varied between 62 ms and
-530 ms from run to run. ``set_num_threads`` sets both counts; ``minicnn train --threads``
-and the benchmarks call it. NumPy's BLAS is reached through its ``*_set_num_threads``
-symbol (OpenBLAS, as NumPy's wheels ship it); with another BLAS this does nothing.
+minicnn runs a batch's images on ``get_num_threads()`` threads (``minicnn.kernels.parallel``).
+The count starts at ``NUMBA_NUM_THREADS`` (Numba's setting: the number of cores unless the
+environment says otherwise) and ``set_num_threads(n)`` changes it (``minicnn train --threads
+N`` and the benchmarks call it).
+
+The matrix products inside those threads must each run on one BLAS thread: a multithreaded
+BLAS called from two threads at once would start two threads per call on a machine with two
+cores, and its idle threads spin. ``single_threaded_blas()`` sets that for the duration of a
+parallel section and restores the BLAS's own count afterwards, so a product called outside
+one (batch 1, a Linear layer) still uses every core. NumPy's BLAS is reached through its
+OpenBLAS ``*_set_num_threads`` symbol, as NumPy's wheels ship it; with another BLAS these
+functions do nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+from collections.abc import Iterator
 
 import numba
 
-_SETTERS = (
-    "scipy_openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
-)
+_count = int(numba.config.NUMBA_NUM_THREADS)
+
+_PREFIXES = ("scipy_openblas", "openblas")
+_SUFFIXES = ("64_", "")
+
+
+def get_num_threads() -> int:
+    """The number of threads a batch is split across."""
+    return _count
+
+
+def set_num_threads(count: int) -> None:
+    """Split each batch across ``count`` threads, and let BLAS use as many outside them."""
+    global _count
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
+    _count = count
+    set_blas_threads(count)
 
 
 @functools.cache
-def _blas_setter():
-    """NumPy's OpenBLAS ``set_num_threads`` function, or None when it cannot be found."""
+def _blas() -> tuple | None:
+    """NumPy's OpenBLAS (set_num_threads, get_num_threads), or None when not found."""
     try:
         with open("/proc/self/maps") as maps:
             paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
@@ -37,37 +56,41 @@ def _blas_setter():
             library = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in _SETTERS:
-            if hasattr(library, name):
-                setter = getattr(library, name)
-                setter.argtypes = [ctypes.c_int]
-                setter.restype = None
-                return setter
+        for prefix in _PREFIXES:
+            for suffix in _SUFFIXES:
+                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    getter.argtypes, getter.restype = [], ctypes.c_int
+                    return setter, getter
     return None
 
 
 def set_blas_threads(count: int) -> bool:
     """Set the BLAS library's thread count; False when no OpenBLAS was found."""
-    setter = _blas_setter()
-    if setter is None:
+    blas = _blas()
+    if blas is None:
         return False
-    setter(int(count))
+    blas[0](int(count))
     return True
 
 
-def set_num_threads(count: int, blas: int | None = 1) -> None:
-    """Run Numba's parallel kernels on ``count`` threads and BLAS on ``blas`` threads.
+def get_blas_threads() -> int | None:
+    """The BLAS library's thread count, or None when no OpenBLAS was found."""
+    blas = _blas()
+    return None if blas is None else int(blas[1]())
 
-    One BLAS thread by default: minicnn's kernels already use the cores between products,
-    and a single-threaded BLAS leaves no spinning threads behind (see the module docstring).
-    """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
-    if count > numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(
-            f"set_num_threads: at most NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS} "
-            f"threads, got {count}"
-        )
-    numba.set_num_threads(count)
-    if blas is not None:
-        set_blas_threads(blas)
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run a block with BLAS on one thread (see the module docstring)."""
+    previous = get_blas_threads()
+    if previous is None or previous == 1:
+        yield
+        return
+    set_blas_threads(1)
+    try:
+        yield
+    finally:
+        set_blas_threads(previous)

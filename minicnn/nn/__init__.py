@@ -1,6 +1,7 @@
 """Modules: layers that hold Parameters, run forward, and backpropagate by hand."""
 
 from minicnn.nn.activation import Dropout, Flatten, ReLU
+from minicnn.nn.fused import ConvReLUMaxPool2d, fusion
 from minicnn.nn.layers import Conv2d, Linear
 from minicnn.nn.loss import CrossEntropyLoss
 from minicnn.nn.module import Module, Parameter, Sequential
@@ -10,6 +11,7 @@ from minicnn.nn.tape import LossValue, is_grad_enabled, no_grad
 __all__ = [
     "AvgPool2d",
     "Conv2d",
+    "ConvReLUMaxPool2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -20,6 +22,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "fusion",
     "is_grad_enabled",
     "no_grad",
 ]

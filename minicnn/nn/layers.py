@@ -53,11 +53,17 @@ def _as(grad: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 class _Layer(Module):
-    """A layer that keeps its forward pass's arrays in ``saved`` until its backward pass."""
+    """A layer that keeps its forward pass's arrays in ``saved`` until its backward pass.
+
+    ``needs_input_grad`` is True except while ``cost.backward()`` runs the backward pass of a
+    layer whose input is the model's input (see ``minicnn.nn.tape.backward_call``): the
+    layers with parameters then skip the input's gradient and return None.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.saved: dict | None = None
+        self.needs_input_grad = True
 
     def _take_saved(self) -> dict:
         if self.saved is None:
@@ -132,7 +138,7 @@ class Conv2d(_Layer):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         saved = self._take_saved()
-        mask = (True, True, self.bias is not None)
+        mask = (self.needs_input_grad, True, self.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
         grad_x, grad_w, grad_b = F.conv2d_backward(grad_output, saved["input"], saved["weight"],
                                                    *self._args(), output_mask=mask,
@@ -140,7 +146,7 @@ class Conv2d(_Layer):
         self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_b)
-        return grad_x.astype(saved["dtype"], copy=False)
+        return None if grad_x is None else grad_x.astype(saved["dtype"], copy=False)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -189,14 +195,14 @@ class Linear(_Layer):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         saved = self._take_saved()
-        mask = (True, True, self.bias is not None)
+        mask = (self.needs_input_grad, True, self.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
         grad_x, grad_w, grad_b = F.linear_backward(grad_output, saved["input"], saved["weight"],
                                                    mask)  # fmt: skip
         self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_b)
-        return grad_x.astype(saved["dtype"], copy=False)
+        return None if grad_x is None else grad_x.astype(saved["dtype"], copy=False)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -294,7 +294,10 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self._modules.values():
+        from minicnn.nn.fused import fused_children  # (that module imports this one)
+
+        # the children in order; with the fast kernels, Conv2d → ReLU → MaxPool2d as one call
+        for module in fused_children(self):
             x = module(x)
         return x
 

@@ -77,13 +77,22 @@ def record(module, args: tuple):
     return out
 
 
-def backward_call(call: Call, grad_output: np.ndarray) -> np.ndarray:
-    """The gradient with respect to ``call``'s first input, given that of its output."""
+def backward_call(call: Call, grad_output: np.ndarray, input_grad: bool = True):
+    """The gradient with respect to ``call``'s first input, given that of its output.
+
+    ``input_grad=False`` says nobody needs that gradient (the call's input is the model's
+    input, as for ``cost.backward()``): a layer whose ``needs_input_grad`` is then False may
+    skip computing it and return None, as torch skips it for an input without requires_grad.
+    """
     module = call.module
     if not _uses_default_backward(module):
         if "saved" in module.__dict__:
             module.saved = call.saved  # this call's arrays, even if the layer ran again since
-        return module.backward(grad_output)
+        object.__setattr__(module, "needs_input_grad", input_grad)
+        try:
+            return module.backward(grad_output)
+        finally:
+            object.__setattr__(module, "needs_input_grad", True)
     if not call.children:
         raise RuntimeError(
             f"{type(module).__name__}.backward: its forward called no modules, so there is "
@@ -91,10 +100,14 @@ def backward_call(call: Call, grad_output: np.ndarray) -> np.ndarray:
         )
     grad = grad_output
     consumer = call.output  # the array whose gradient ``grad`` is
+    first = call.children[0]
     for child in reversed(call.children):
         grad = _carry(grad, consumer, child.output, module, child.module)
-        grad = backward_call(child, grad)
+        # only the first child's input is this call's input: the others feed a next child
+        grad = backward_call(child, grad, input_grad or child is not first)
         consumer = child.inputs[0]
+    if grad is None:
+        return None
     return _carry(grad, consumer, call.inputs[0], module, "its input")
 
 
@@ -170,7 +183,7 @@ class LossValue(np.ndarray):
             )
         if producer.output is not self._logits:
             grad_logits = np.reshape(grad_logits, producer.output.shape)
-        backward_call(producer, grad_logits)
+        backward_call(producer, grad_logits, input_grad=False)  # the model's input needs none
         _release(producer)
         self._criterion = None
 

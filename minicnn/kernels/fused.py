@@ -1,0 +1,128 @@
+"""Conv2d → ReLU → MaxPool2d as one pass over each chunk of images.
+
+The deck's blocks are ``Conv2d, ReLU, MaxPool2d``. Run one layer at a time, a batch of 100
+writes the conv's 10 MB output to memory, reads it back for the ReLU, writes that, reads it
+back for the pool, and the backward pass does the same in reverse. Fused, each thread runs
+the three on a chunk of a few images whose conv output stays in its L2 cache, and only the
+pooled output and the winners' positions reach memory:
+
+    y = conv2d(x)                 # a chunk's conv output, in scratch space
+    out, indices = max_pool2d(relu(y))
+
+Backward, per chunk: the pooled gradient goes to each window's winner if the winner was
+positive (relu's gradient there is 1, elsewhere 0: a window whose maximum is 0 or NaN passes
+nothing), giving the conv output's gradient in scratch space, then the conv's backward.
+
+The result is the three layers' result bit for bit: the conv is the same ``ConvPlan`` on the
+same chunks, relu and max are exact, and the winners are chosen by the same scan (torch's:
+the first maximum in row-major order, a NaN over numbers). The twin is the three NumPy twins
+one after another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from minicnn.kernels import conv, elementwise, parallel, pool
+
+# -- the NumPy twin: the three layers' twins in a row -----------------------------------------
+
+
+def conv2d_relu_max_pool2d_numpy(x, weight, bias, conv_args, pool_args):
+    """(out, indices) of max_pool2d(relu(conv2d(x))); ``conv_args`` = (stride, padding,
+    dilation, groups) and ``pool_args`` = (kernel, stride, padding, dilation, out_hw) as
+    the kernels of ``conv`` and ``pool`` take them."""
+    y = conv.conv2d_forward_numpy(x, weight, bias, *conv_args)  # (N, C_out, oH, oW)
+    return pool.max_pool2d_forward_numpy(elementwise.relu_forward_numpy(y), *pool_args)
+
+
+def conv2d_relu_max_pool2d_backward_numpy(grad_out, x, weight, bias, conv_args, pool_args, out,
+                                          indices, input_grad=True):  # fmt: skip
+    """(grad_x, grad_weight, grad_bias): the pool's, relu's and conv's backward in a row (the
+    twin recomputes the conv's output rather than keep it)."""
+    y = conv.conv2d_forward_numpy(x, weight, bias, *conv_args)  # (N, C_out, oH, oW)
+    grad_y = pool.max_pool2d_backward_numpy(grad_out, indices, y.shape[2:])
+    grad_y = elementwise.relu_backward_numpy(grad_y, y)
+    return conv.conv2d_backward_numpy(grad_y, x, weight, *conv_args, input_grad=input_grad)
+
+
+# -- the fast path: chunk by chunk -----------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
+    """grad_y[n, c] (zeroed here) += grad_out[n, c, i, j] at the winner of window (i, j),
+    where the winner was positive: where the window's maximum is, or, when ``y`` (the conv's
+    output) is given rather than empty, where y is at the winner."""
+    N, C, H, W = grad_y.shape
+    _, _, oH, oW = grad_out.shape
+    known = y.size > 0
+    for n in range(N):
+        for c in range(C):
+            plane = grad_y[n, c]
+            plane[:] = 0
+            for i in range(oH):
+                for j in range(oW):
+                    index = indices[n, c, i, j]
+                    if index < 0 or index >= H * W:
+                        continue
+                    h, w = index // W, index % W
+                    positive = y[n, c, h, w] > 0 if known else out_values[n, c, i, j] > 0
+                    if positive:
+                        plane[h, w] += grad_out[n, c, i, j]
+
+
+def _has_empty_windows(in_hw, kernel, stride, padding, dilation, out_hw) -> bool:
+    """Whether a pool window lies wholly in the padding (possible with dilation): its max is
+    -inf, yet its index names a real pixel, whose relu gradient only the conv output knows."""
+    for size, k, s, p, d, o in zip(in_hw, kernel, stride, padding, dilation, out_hw):
+        for i in range(o):
+            if not any(0 <= i * s - p + t * d < size for t in range(k)):
+                return True
+    return False
+
+
+def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
+    """(out, indices) of max_pool2d(relu(conv2d(x))), fused (see the module docstring)."""
+    x = np.ascontiguousarray(x)
+    plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
+    kernel, stride, padding, dilation, out_hw = pool_args
+    N, C_out, oH, oW = plan.out_shape
+    out = np.empty((N, C_out, *out_hw), dtype=x.dtype)  # (N, C_out, oH', oW')
+    indices = np.empty((N, C_out, *out_hw), dtype=np.int64)
+
+    def task(start, stop):
+        for n0, n1 in plan.chunks(start, stop):
+            y = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
+            plan.forward(x[n0:n1], y)
+            pool.max_pool2d_into(y, kernel, stride, padding, dilation, out[n0:n1],
+                                 indices[n0:n1], relu=True)  # fmt: skip
+
+    parallel.parallel_for(N, task)
+    return out, indices
+
+
+def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, pool_args, out,
+                                          indices, input_grad=True):  # fmt: skip
+    """(grad_x, grad_weight, grad_bias), chunk by chunk (see the module docstring)."""
+    x = np.ascontiguousarray(x)
+    grad_out = np.ascontiguousarray(grad_out)
+    plan = conv.ConvPlan(x.shape, weight, None, *conv_args, x.dtype)
+    _, C_out, oH, oW = plan.out_shape
+
+    recompute = _has_empty_windows((oH, oW), *pool_args)
+    forward_plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
+    nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
+
+    def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
+        y = nothing
+        if recompute:  # (rare) the conv's output is needed: compute it again
+            conv_out = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
+            forward_plan.forward(x[n0:n1], conv_out)
+            y = conv_out
+        g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
+        relu_max_pool2d_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], y, g)
+        return g
+
+    return plan.backward_batch(grad_y, x, input_grad)

@@ -1,0 +1,83 @@
+"""Batch parallelism: the images of a batch split across worker threads.
+
+The fast kernels parallelise the simplest way a CNN allows: image ``n`` of a batch never
+meets image ``m`` until a weight gradient sums over the batch. ``parallel_for(N, task)``
+cuts ``range(N)`` into one contiguous slice per thread and runs ``task(start, stop)`` on
+each; every task walks its slice in chunks small enough to stay in the core's L2 cache,
+calling single-threaded Numba kernels (``nogil=True``) and single-threaded BLAS products, so
+no thread ever waits for, or spins against, another thread's work. A weight gradient comes
+back as one partial sum per slice, added up in slice order: the result depends on the thread
+count (as torch's does), never on timing.
+
+The thread count is ``minicnn.kernels.threads.get_num_threads()``: ``NUMBA_NUM_THREADS``
+(default, the number of cores), or ``set_num_threads(n)`` (``minicnn train --threads N``).
+Inside a parallel section BLAS runs on one thread per call (``threads.single_threaded_blas``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from minicnn.kernels import threads as _threads
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_size = 0
+_local = threading.local()
+
+
+def _executor(count: int) -> concurrent.futures.ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < count:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+        _pool = concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix="minicnn")
+        _pool_size = count
+    return _pool
+
+
+def slices(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` cut into at most ``parts`` contiguous (start, stop) slices, sizes within
+    one of each other, none empty."""
+    parts = max(1, min(parts, n))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return [(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+
+def parallel_for(n: int, task: Callable[[int, int], object], grain: int = 1) -> list:
+    """``[task(start, stop) for each slice]``, the slices of ``range(n)`` run concurrently,
+    one per thread (see the module docstring), none shorter than ``grain`` items unless
+    there is only one. Returns the results in slice order."""
+    threads = _threads.get_num_threads()
+    parts = slices(n, min(threads, max(1, n // grain)))
+    if len(parts) <= 1:
+        return [task(*part) for part in parts]
+    with _threads.single_threaded_blas():
+        futures = [_executor(threads).submit(task, *part) for part in parts[1:]]
+        try:
+            first = task(*parts[0])  # the calling thread takes the first slice itself
+        finally:
+            results = [future.result() for future in futures]  # never leave a task running
+    return [first] + results
+
+
+def chunk_size(bytes_per_image: int, budget: int = 512 * 1024) -> int:
+    """How many images' scratch space fits in ``budget`` bytes (at least one): chunks of this
+    many images keep a task's working set in L2."""
+    return max(1, budget // max(1, bytes_per_image))
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A per-thread work array of ``shape`` (uninitialised), reused across calls so that the
+    hot loops allocate nothing."""
+    buffers = _local.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    dtype = np.dtype(dtype)
+    buffer = buffers.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=dtype)
+        buffers[(name, dtype)] = buffer
+    return buffer[:size].reshape(shape)

@@ -1,0 +1,139 @@
+"""conv2d → relu → max_pool2d fused: the three ops' results bit for bit, and torch's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from minicnn import functional as F
+from minicnn import manual_seed, models, nn, use_backend
+from minicnn.kernels import fused as K
+from tests.helpers import assert_close
+from tests.strategies import conv2d_cases
+
+BACKENDS = ["numpy", "numba"]
+
+
+@st.composite
+def fused_cases(draw):
+    """(x, weight, bias, conv kwargs, pool kwargs) whose pool has an output."""
+    x, w, b, conv = draw(conv2d_cases())
+    k = draw(st.integers(1, 3))
+    pool = dict(kernel_size=k, stride=draw(st.sampled_from([None, 1, 2, 3])),
+                padding=draw(st.integers(0, k // 2)), dilation=draw(st.integers(1, 2)),
+                ceil_mode=draw(st.booleans()))  # fmt: skip
+    try:
+        y = F.conv2d(x, w, b, **conv)
+        F.max_pool2d(y, **pool)
+    except ValueError:
+        assume(False)  # a pool larger than the conv's output: drawn again
+    return x, w, b, conv, pool
+
+
+def _fused_kwargs(conv, pool):
+    return dict(conv, kernel_size=pool["kernel_size"], pool_stride=pool["stride"],
+                pool_padding=pool["padding"], pool_dilation=pool["dilation"],
+                ceil_mode=pool["ceil_mode"])  # fmt: skip
+
+
+def _three_ops(x, w, b, conv, pool, grad):
+    """out, indices, (grad_x, grad_w, grad_b) of conv2d, relu, max_pool2d one by one."""
+    y = F.conv2d(x, w, b, **conv)
+    r = F.relu(y)
+    out, indices = F.max_pool2d(r, **pool, return_indices=True)
+    grad_r = F.max_pool2d_backward(grad, r, **pool, indices=indices)
+    grads = F.conv2d_backward(F.relu_backward(grad_r, y), x, w, **conv)
+    return out, indices, grads
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(case=fused_cases(), seed=st.integers(0, 2**16))
+def test_fused_equals_the_three_ops_bit_for_bit(backend, case, seed):
+    x, w, b, conv, pool = case
+    kwargs = _fused_kwargs(conv, pool)
+    with use_backend(backend):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+        grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
+        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
+    np.testing.assert_array_equal(out, out3)
+    np.testing.assert_array_equal(indices, indices3)
+    for name, mine, theirs in zip(("input", "weight", "bias"), grads, grads3):
+        np.testing.assert_array_equal(mine, theirs, err_msg=f"gradient of {name}")
+
+
+@given(case=fused_cases())
+def test_fused_matches_torch_in_float64(case):
+    x, w, b, conv, pool = case
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    b = None if b is None else b.astype(np.float64)
+    out, _ = F.conv2d_relu_max_pool2d(x, w, b, **_fused_kwargs(conv, pool))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b)
+    expected = torch.nn.functional.max_pool2d(
+        torch.relu(torch.nn.functional.conv2d(tx, tw, tb, **conv)), **pool
+    )
+    scale = np.abs(x).max() * np.abs(w).sum(axis=(1, 2, 3)).max() + (0 if b is None else 1)
+    assert_close(out, expected.detach(), "fused forward", scale=scale)
+
+
+def test_fused_twin_is_the_specification():
+    # the readable twin composes the three twins; the fast path agrees with it
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 9, 9))
+    w, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    conv, pool = ((1, 1), (1, 1, 1, 1), (1, 1), 1), ((2, 2), (2, 2), (0, 0), (1, 1), (4, 4))
+    out, indices = K.conv2d_relu_max_pool2d_numba(x, w, b, conv, pool)
+    out_twin, indices_twin = K.conv2d_relu_max_pool2d_numpy(x, w, b, conv, pool)
+    np.testing.assert_array_equal(indices, indices_twin)
+    assert_close(out, out_twin, "forward")
+
+
+def test_fused_reports_bad_pool_arguments_under_its_own_name():
+    x, w = np.zeros((1, 1, 4, 4)), np.zeros((2, 1, 3, 3))
+    with pytest.raises(ValueError, match="conv2d_relu_max_pool2d: pad should be at most half"):
+        F.conv2d_relu_max_pool2d(x, w, kernel_size=2, pool_padding=2)
+    with pytest.raises(ValueError, match="conv2d_relu_max_pool2d.*too small"):
+        F.conv2d_relu_max_pool2d(x, w, kernel_size=3)  # the conv's 2x2 output is too small
+    with pytest.raises(ValueError, match="expected indices of shape"):
+        grad = out = np.zeros((1, 2, 1, 1))
+        F.conv2d_relu_max_pool2d_backward(grad, x, w, None, out, np.zeros((1, 2, 2, 2)),
+                                          kernel_size=2)  # fmt: skip
+
+
+@pytest.mark.parametrize("model_name", ["CNN", "DeepCNN"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_models_train_the_same_bits_with_and_without_fusion(model_name, dtype):
+    x = np.random.default_rng(0).random((6, 1, 28, 28)).astype(dtype)
+    y = np.arange(6)
+    results = []
+    for enabled in (False, True):
+        manual_seed(5)
+        model = getattr(models, model_name)(dtype=dtype).eval()  # eval: no dropout masks
+        with nn.fusion(enabled):
+            cost = nn.CrossEntropyLoss()(model(x), y)
+            cost.backward()
+        results.append((float(cost), [p.grad.copy() for p in model.parameters()]))
+        assert list(model.state_dict()) == list(getattr(models, model_name)().state_dict())
+    assert results[0][0] == results[1][0]
+    for unfused, fused in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(unfused, fused)
+
+
+def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nn.ConvReLUMaxPool2d, "forward",
+                        lambda self, x: calls.append("fused") or x[:, :, ::2, ::2])  # fmt: skip
+    block = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    x = np.zeros((1, 1, 4, 4), dtype=np.float32)
+    block(x)
+    assert calls == ["fused"]
+    with use_backend("numpy"):
+        block(x)  # the twins run layer by layer
+    with nn.fusion(False):
+        block(x)
+    nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU())(x)  # other order
+    assert calls == ["fused"]

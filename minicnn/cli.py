@@ -1,9 +1,9 @@
 """The ``minicnn`` command: ``minicnn train``, ``eval PATH``, ``download``, and the commands that
-open the engine up for learning: ``summary``.
+open the engine up for learning: ``summary`` and ``gradcheck``.
 
 Each subcommand is a ``Command`` in ``COMMANDS``: its name, help, options and the function that
 runs it. A new one is one more ``register(Command(...))``, its logic in a module of its own
-(as ``minicnn.summarize`` holds its).
+(as ``minicnn.summarize`` and ``minicnn.gradcheck`` hold theirs).
 Options of a config dataclass come from its fields (``add_dataclass_arguments``), so
 ``minicnn train --help`` always lists every ``TrainConfig`` field with its help and default.
 
@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Sequence
 
 import minicnn
-from minicnn import summarize
+from minicnn import gradcheck, summarize
 from minicnn.data import DownloadError
 from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted
 
@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   minicnn eval runs/cnn.safetensors --deck-eval
   minicnn download --data-dir data
   minicnn summary --model deep                   # shapes, the size formula, parameters
+  minicnn gradcheck                              # every backward pass against numerics
 """
 
 
@@ -213,7 +214,7 @@ register(Command(
 ))  # fmt: skip
 
 
-# -- summary: the engine opened up (each command's logic in its module) ------
+# -- summary, gradcheck: the engine opened up (each command's logic in its module) ------
 
 register(Command(
     name="summary",
@@ -223,6 +224,17 @@ register(Command(
     "O = floor((I - K + 2P) / S) + 1, its parameters and its multiply-adds, then the totals.",
     add_arguments=summarize.add_arguments,
     run=summarize.run_command,
+))  # fmt: skip
+
+register(Command(
+    name="gradcheck",
+    help="check every backward pass against central differences",
+    description="Central-difference gradient checks in float64 for every layer type (Conv2d "
+    "with stride, padding, dilation and groups, the pools, ReLU, Linear, Flatten, Dropout with "
+    "a fixed mask, CrossEntropyLoss): one relative error per gradient; exit code 1 when any "
+    "exceeds the tolerance.",
+    add_arguments=gradcheck.add_arguments,
+    run=gradcheck.run_command,
 ))  # fmt: skip
 
 

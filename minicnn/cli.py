@@ -1,9 +1,9 @@
 """The ``minicnn`` command: ``minicnn train``, ``eval PATH``, ``download``, and the commands that
-open the engine up for learning: ``summary`` and ``gradcheck``.
+open the engine up for learning: ``summary``, ``show`` and ``gradcheck``.
 
 Each subcommand is a ``Command`` in ``COMMANDS``: its name, help, options and the function that
 runs it. A new one is one more ``register(Command(...))``, its logic in a module of its own
-(as ``minicnn.summarize`` and ``minicnn.gradcheck`` hold theirs).
+(as ``minicnn.summarize``, ``minicnn.show`` and ``minicnn.gradcheck`` hold theirs).
 Options of a config dataclass come from its fields (``add_dataclass_arguments``), so
 ``minicnn train --help`` always lists every ``TrainConfig`` field with its help and default.
 
@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Sequence
 
 import minicnn
-from minicnn import gradcheck, summarize
+from minicnn import gradcheck, show, summarize
 from minicnn.data import DownloadError
 from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted
 
@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   minicnn eval runs/cnn.safetensors --deck-eval
   minicnn download --data-dir data
   minicnn summary --model deep                   # shapes, the size formula, parameters
+  minicnn show --checkpoint runs/cnn.safetensors # kernels, feature maps, a prediction
   minicnn gradcheck                              # every backward pass against numerics
 """
 
@@ -214,7 +215,7 @@ register(Command(
 ))  # fmt: skip
 
 
-# -- summary, gradcheck: the engine opened up (each command's logic in its module) ------
+# -- summary, show, gradcheck: the engine opened up (each command's logic in its module) ------
 
 register(Command(
     name="summary",
@@ -224,6 +225,16 @@ register(Command(
     "O = floor((I - K + 2P) / S) + 1, its parameters and its multiply-adds, then the totals.",
     add_arguments=summarize.add_arguments,
     run=summarize.run_command,
+))  # fmt: skip
+
+register(Command(
+    name="show",
+    help="draw a checkpoint's kernels, feature maps and a prediction",
+    description="Write PNGs for a checkpoint: the learned first-layer kernels, one test "
+    "digit's feature maps after each block, and the digit's softmax probabilities. Needs "
+    "matplotlib (pip install 'minicnn[plot]').",
+    add_arguments=show.add_arguments,
+    run=show.run_command,
 ))  # fmt: skip
 
 register(Command(

@@ -1,6 +1,7 @@
 """The docs are executed: every ```python block of each page in docs/ runs, in order, in one
 namespace per page, from an empty directory with MINICNN_DATA set. Every relative link in the
-docs leads to a file."""
+docs and the README leads to a file, and the README's pasted ``minicnn summary --model deep``
+is what the command prints now."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 import minicnn
 from minicnn import random
+from tests.test_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -49,9 +51,25 @@ def test_page_runs(page, mnist_dir, tmp_path, monkeypatch):
         minicnn.set_backend(backend)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "README.md"], ids=lambda page: page.name)
 def test_relative_links_lead_to_files(page):
     for target in LINK.findall(page.read_text(encoding="utf-8")):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue  # a web address or an anchor on the same page
         assert (page.parent / target.split("#")[0]).exists(), f"{page.name}: {target}"
+
+
+def test_the_readme_links_the_tutorial_and_every_op_page():
+    links = set(LINK.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert "docs/tutorial.md" in links
+    assert {f"docs/ops/{op}.md" for op in OP_PAGES} <= links
+
+
+def test_the_readme_shows_what_minicnn_summary_prints_now():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pasted = re.search(r"^```text\n\$ minicnn summary --model deep\n(.*?)^```$", readme,
+                       re.M | re.S)  # fmt: skip
+    assert pasted, "README.md lacks a ```text block starting '$ minicnn summary --model deep'"
+    code, out, _ = run(["summary", "--model", "deep"])
+    assert code == 0
+    assert pasted[1] == out, "README.md's summary output is stale: paste the command's output"

@@ -1,7 +1,9 @@
-"""The ``minicnn`` command: ``minicnn train``, ``minicnn eval PATH``, ``minicnn download``.
+"""The ``minicnn`` command: ``minicnn train``, ``eval PATH``, ``download``, and the commands that
+open the engine up for learning: ``summary``, ``show`` and ``gradcheck``.
 
 Each subcommand is a ``Command`` in ``COMMANDS``: its name, help, options and the function that
-runs it. A new one (summary, show, gradcheck, bench, ...) is one more ``register(Command(...))``.
+runs it. A new one is one more ``register(Command(...))``, its logic in a module of its own
+(as ``minicnn.summarize``, ``minicnn.show`` and ``minicnn.gradcheck`` hold theirs).
 Options of a config dataclass come from its fields (``add_dataclass_arguments``), so
 ``minicnn train --help`` always lists every ``TrainConfig`` field with its help and default.
 
@@ -20,6 +22,7 @@ import typing
 from collections.abc import Callable, Sequence
 
 import minicnn
+from minicnn import gradcheck, show, summarize
 from minicnn.data import DownloadError
 from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted
 
@@ -30,6 +33,9 @@ EXAMPLES = """examples:
   minicnn train --epochs 4 --save runs/cnn.safetensors --resume runs/cnn.safetensors
   minicnn eval runs/cnn.safetensors --deck-eval
   minicnn download --data-dir data
+  minicnn summary --model deep                   # shapes, the size formula, parameters
+  minicnn show --checkpoint runs/cnn.safetensors # kernels, feature maps, a prediction
+  minicnn gradcheck                              # every backward pass against numerics
 """
 
 
@@ -206,6 +212,40 @@ register(Command(
         help="where to put MNIST (default: $MINICNN_DATA, else ./data)",
     ),
     run=_run_download,
+))  # fmt: skip
+
+
+# -- summary, show, gradcheck: the engine opened up (each command's logic in its module) ------
+
+register(Command(
+    name="summary",
+    help="per layer: shapes, the size formula, parameters, mult-adds",
+    description="Run the deck's CNN (or DeepCNN) on one 28x28 image and print, for every layer, "
+    "its input and output shapes, the numbers put into the deck's output-size formula "
+    "O = floor((I - K + 2P) / S) + 1, its parameters and its multiply-adds, then the totals.",
+    add_arguments=summarize.add_arguments,
+    run=summarize.run_command,
+))  # fmt: skip
+
+register(Command(
+    name="show",
+    help="draw a checkpoint's kernels, feature maps and a prediction",
+    description="Write PNGs for a checkpoint: the learned first-layer kernels, one test "
+    "digit's feature maps after each block, and the digit's softmax probabilities. Needs "
+    "matplotlib (pip install 'minicnn[plot]').",
+    add_arguments=show.add_arguments,
+    run=show.run_command,
+))  # fmt: skip
+
+register(Command(
+    name="gradcheck",
+    help="check every backward pass against central differences",
+    description="Central-difference gradient checks in float64 for every layer type (Conv2d "
+    "with stride, padding, dilation and groups, the pools, ReLU, Linear, Flatten, Dropout with "
+    "a fixed mask, CrossEntropyLoss): one relative error per gradient; exit code 1 when any "
+    "exceeds the tolerance.",
+    add_arguments=gradcheck.add_arguments,
+    run=gradcheck.run_command,
 ))  # fmt: skip
 
 

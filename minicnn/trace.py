@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from minicnn.nn import tape
+from minicnn.nn.fused import fusion
 from minicnn.nn.module import Module
 
 RESHAPE = "reshape"  # the kind of a step that is a reshape in a forward, not a module call
@@ -73,7 +74,7 @@ def trace(model: Module, x: np.ndarray) -> Trace:
     was_training = model.training
     model.eval()
     try:
-        with _recording():
+        with _recording(), fusion(False):  # every layer's own call, none fused
             output = model(x)
         call = model.__dict__.get("_last_call")
     finally:

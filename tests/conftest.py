@@ -65,7 +65,7 @@ def mnist_dir(request) -> Path:
         for place in (directory, directory / "MNIST" / "raw"):
             tried.append(str(place))
             if _has_mnist(place):
-                return place
+                return place.resolve()  # absolute: some tests change directory
     pytest.fail(
         "MNIST not found (tried: " + ", ".join(tried) + "). Point the tests at the four IDX "
         "files with --mnist-dir DIR or MINICNN_DATA=DIR, e.g. MINICNN_DATA=../shared/data/mnist"

@@ -24,6 +24,7 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn import kernels
+from minicnn.nn import tape
 from minicnn.nn.activation import ReLU
 from minicnn.nn.layers import Conv2d, _as, _Layer, promote
 from minicnn.nn.module import Module
@@ -47,17 +48,24 @@ class ConvReLUMaxPool2d(_Layer):
     """``pool(relu(conv(x)))`` in one pass, for a conv and a pool that live elsewhere (in a
     Sequential): not registered as their parent, so parameters and state_dict stay theirs."""
 
-    def __init__(self, conv: Conv2d, pool: MaxPool2d) -> None:
+    def __init__(self, conv: Conv2d, relu: ReLU, pool: MaxPool2d) -> None:
         super().__init__()
         object.__setattr__(self, "conv", conv)
+        object.__setattr__(self, "relu", relu)
         object.__setattr__(self, "pool", pool)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         conv = self.conv
         bias = None if conv.bias is None else conv.bias.data
         xc, weight, bias = promote(x, conv.weight.data, bias)
-        out, indices = F.conv2d_relu_max_pool2d(xc, weight, bias, *conv._args(),
-                                                *self.pool._args())  # fmt: skip
+        try:
+            out, indices = F.conv2d_relu_max_pool2d(xc, weight, bias, *conv._args(),
+                                                    *self.pool._args())  # fmt: skip
+        except (ValueError, TypeError):
+            # bad input: let the layers run one by one, so the error names the one at fault
+            with tape.no_grad():
+                self.pool(self.relu(conv(x)))
+            raise
         self.saved = {"input": xc, "weight": weight, "bias": bias, "dtype": x.dtype,
                       "out": out, "indices": indices}  # fmt: skip
         return out  # (N, C_out, oH', oW')
@@ -77,6 +85,9 @@ class ConvReLUMaxPool2d(_Layer):
             conv.bias.accumulate_grad(grad_b)
         return None if grad_x is None else grad_x.astype(saved["dtype"], copy=False)
 
+    def extra_repr(self) -> str:
+        return f"{self.conv!r}, {self.relu!r}, {self.pool!r}"
+
 
 def fused_children(sequential: Module) -> list[Module]:
     """The modules ``sequential.forward`` calls in order: its children, with each run of
@@ -90,10 +101,9 @@ def fused_children(sequential: Module) -> list[Module]:
     while i < len(children):
         three = tuple(type(m) for m in children[i : i + 3])
         if three == (Conv2d, ReLU, MaxPool2d):
-            conv, pool = children[i], children[i + 2]
             layer = cache.get(i)
-            if layer is None or layer.conv is not conv or layer.pool is not pool:
-                layer = cache[i] = ConvReLUMaxPool2d(conv, pool)
+            if layer is None or (layer.conv, layer.relu, layer.pool) != tuple(children[i : i + 3]):
+                layer = cache[i] = ConvReLUMaxPool2d(*children[i : i + 3])
             calls.append(layer)
             i += 3
         else:

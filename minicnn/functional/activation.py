@@ -19,7 +19,8 @@ def relu(input: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(grad_output: np.ndarray, input: np.ndarray) -> np.ndarray:
-    """``grad_output`` where the input was positive, 0 elsewhere (also at exactly 0)."""
+    """0 where the input was <= 0 (also at exactly 0), ``grad_output`` elsewhere: where it was
+    positive, and where it was NaN, as in torch."""
     x = check.contiguous(check.float_array(input, "input", "relu_backward"))
     grad = check.gradient(grad_output, x.shape, x.dtype, "relu_backward")
     return kernels.pick(E.relu_backward_numpy, E.relu_backward_numba)(grad, x)

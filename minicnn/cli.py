@@ -154,7 +154,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate on the first N test images only (default: all)")  # fmt: skip
     add_switch(parser, "--download", True, "download MNIST when it is not found")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="numba's CPU threads (default: numba's own)")  # fmt: skip
+                        help="CPU threads for the kernels (default: all cores)")  # fmt: skip
 
 
 def _run_eval(args: argparse.Namespace) -> int:

@@ -92,7 +92,7 @@ class TrainConfig:
                                ".jsonl beside --save NAME.safetensors, else runs/MODEL-ENGINE"
                                ".jsonl)")  # fmt: skip
     plot: str | None = _opt(None, "write a PNG of the cost per epoch and the test accuracy")
-    threads: int | None = _opt(None, "CPU threads for numba and torch (default: their own)")
+    threads: int | None = _opt(None, "CPU threads for the kernels and torch (default: all cores)")
     dtype: str = _opt("float32", "weights and inputs in float32 or float64", FLOATS)
     train_limit: int | None = _opt(None, "train on the first N images only (for smoke tests)")
     test_limit: int | None = _opt(None, "evaluate on the first N test images only")

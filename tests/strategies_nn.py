@@ -23,7 +23,7 @@ def _grad(out) -> np.ndarray:
 
 
 @st.composite
-def _valid_calls(draw, name: str) -> dict:
+def valid_calls(draw, name: str) -> dict:
     """Keyword arguments of a valid call of ``F.<name>``."""
     base = name.removesuffix("_backward")
     if base == "conv2d":
@@ -79,22 +79,37 @@ _WITH_BACKWARD = ("conv2d", "max_pool2d", "avg_pool2d", "relu", "linear", "dropo
 OPS = [*_WITH_BACKWARD, *(f"{base}_backward" for base in _WITH_BACKWARD), "flatten",
        "dropout_mask"]  # fmt: skip
 
-JUNK = [-1, 0, 1, 2, 7, 1.5, -0.5, float("nan"), (1,), (2, 1), (1, 2, 3), (0, 2), [2, 2], (),
-        "same", "valid", "full", "", "mean", None, True, np.int64(2), np.float32(0.5),
-        object()]  # fmt: skip
+# wrong values of every kind: sizes out of range (also past 32 and 64 bits), bools posing as
+# ints, floats, strings, containers of the wrong length, NaN and infinities, objects
+JUNK = [-1, 0, 1, 2, 7, 1.5, -0.5, float("nan"), float("inf"), -float("inf"), 10**6, -10**6,
+        2**31, 2**63, 10**400, (1,), (2, 1), (1, 2, 3), (0, 2), (2**40, 1), [2, 2], (), "same",
+        "valid", "full", "", "mean", b"2", None, True, False, 1j, np.int64(2), np.float32(0.5),
+        np.array(2), np.array([2, 2]), object()]  # fmt: skip
 ODD_DTYPES = [np.float16, np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_,
-              np.complex128]  # fmt: skip
+              np.complex128, np.longdouble, ">f8", object]  # fmt: skip
+
+
+def strided(value: np.ndarray) -> np.ndarray:
+    """The same values in a non-contiguous view (every other element of a larger array)."""
+    if value.ndim == 0:
+        return value
+    holder = np.zeros((*value.shape[:-1], 2 * value.shape[-1]), dtype=value.dtype)
+    view = holder[..., ::2]
+    view[...] = value
+    return view
 
 
 @st.composite
-def _wrong(draw, value):
-    """Something ``value`` should not be: another shape, dtype, kind or range."""
+def wrong(draw, value):
+    """Something ``value`` should not be: another shape, dtype, kind or range; or the same
+    values in a form that must work as well (a non-contiguous view)."""
     if not isinstance(value, np.ndarray):
         if draw(st.booleans()):
             return draw(st.sampled_from(JUNK))
         shape = tuple(draw(st.lists(st.integers(0, 4), max_size=5)))
         return arrays(draw, shape, draw(dtypes))
-    how = draw(st.sampled_from(["dtype", "drop", "add", "resize", "list", "0-d", "values", "T"]))
+    how = draw(st.sampled_from(["dtype", "drop", "add", "resize", "list", "0-d", "values", "T",
+                                "strided", "empty"]))  # fmt: skip
     if how == "dtype":
         return value.astype(draw(st.sampled_from(ODD_DTYPES)))
     if how == "drop" and value.ndim and value.shape[0]:
@@ -111,10 +126,15 @@ def _wrong(draw, value):
         return np.asarray(value.reshape(-1)[0])
     if how == "values":
         if value.dtype.kind == "f":
-            return np.full_like(value, draw(st.sampled_from([np.nan, np.inf, -1.0, 1e6])))
+            special = [np.nan, np.inf, -np.inf, -1.0, 1e6, 3e38]
+            return np.full_like(value, draw(st.sampled_from(special)))
         if value.dtype.kind in "iu":
-            return np.full_like(value, draw(st.sampled_from([-1, 10**6])))
+            return np.full_like(value, draw(st.sampled_from([-1, 10**6, np.iinfo(np.int64).max])))
         return ~value
+    if how == "strided":
+        return strided(value)
+    if how == "empty" and value.ndim:
+        return value[:0]
     return value.T
 
 
@@ -122,9 +142,9 @@ def _wrong(draw, value):
 def op_calls(draw):
     """(name, F.<name>, kwargs): a valid call with none, one or two arguments made wrong."""
     name = draw(st.sampled_from(OPS))
-    kwargs = draw(_valid_calls(name))
+    kwargs = draw(valid_calls(name))
     for key in draw(st.lists(st.sampled_from(sorted(kwargs)), max_size=2, unique=True)):
-        kwargs[key] = draw(_wrong(kwargs[key]))
+        kwargs[key] = draw(wrong(kwargs[key]))
     return name, getattr(F, name), kwargs
 
 

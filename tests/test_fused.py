@@ -137,3 +137,28 @@ def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
         block(x)
     nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU())(x)  # other order
     assert calls == ["fused"]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend):
+    # a NaN wins its window and passes relu's gradient (torch's rules); infinities stay
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 2, 6, 6))
+    x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
+    w, b = rng.standard_normal((3, 2, 1, 1)), rng.standard_normal(3)
+    conv, pool = (
+        dict(stride=1, padding=0, dilation=1, groups=1),
+        dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False),
+    )
+    kwargs = _fused_kwargs(conv, pool)
+    with use_backend(backend):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+        grad = rng.standard_normal(out.shape)
+        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
+        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
+    assert np.isnan(out).any()
+    np.testing.assert_array_equal(out, out3)
+    np.testing.assert_array_equal(indices, indices3)
+    for mine, theirs in zip(grads, grads3):
+        np.testing.assert_array_equal(mine, theirs)

@@ -20,7 +20,7 @@ from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted, tr
 
 # small runs: 6 batches of 50 per epoch (4 for DeepCNN, the slow one), 100 test images
 LIMITS = {"cnn": 300, "deep": 200}
-CASES = [("minicnn", "cnn"), ("minicnn", "deep"), ("torch", "cnn")]
+CASES = [("minicnn", "cnn"), ("minicnn", "deep"), ("torch", "cnn"), ("torch", "deep")]
 
 
 def config(mnist_dir, tmp_path, name: str, engine: str, model: str, **changes) -> TrainConfig:
@@ -150,18 +150,19 @@ def test_ctrl_c_through_the_cli_exits_130_and_prints_a_working_resume_command(
     assert_same_run(whole.save, save)
 
 
-@pytest.mark.parametrize("engine", ["minicnn", "torch"])
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path, engine):
+@pytest.mark.parametrize(("engine", "model"), CASES)
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path, engine, model):
     if engine == "torch":
         torch = pytest.importorskip("torch")
-    cfg = config(mnist_dir, tmp_path, "nan", engine, "cnn", epochs=3)
+    cfg = config(mnist_dir, tmp_path, "nan", engine, model, epochs=3)
     good = {}
 
     def poison(info) -> None:
         if (info.epoch, info.batch) == (2, 2):
             good["main"] = open(cfg.save, "rb").read()
             good["sidecar"] = sidecar_path(cfg.save).read_bytes()
-            weight = info.engine.model.fc.weight
+            last = info.engine.model.fc if model == "cnn" else info.engine.model.fc2
+            weight = last.weight
             if engine == "torch":
                 with torch.no_grad():
                     weight.fill_(float("nan"))

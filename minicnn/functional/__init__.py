@@ -3,6 +3,13 @@
 Every function validates its arguments (a clear ValueError or TypeError otherwise), normalises
 ``int | tuple`` arguments, and calls the kernel the active backend selects (see
 ``minicnn.kernels``). Arrays are NCHW; weights are stored as torch stores them.
+
+Float arrays are float32 or float64, one dtype per call, as torch requires; integer, bool,
+float16, complex and object arrays, and lists, are a TypeError rather than converted (class
+indices, masks and pooling indices are the integer or bool arrays they are; ``flatten``, a
+reshape, takes any array). Any layout works: non-contiguous views give the same bits as
+contiguous arrays. NaN and infinities propagate as in torch. An empty batch (N = 0) gives an
+empty result, as in torch.
 """
 
 from minicnn.functional.activation import (

@@ -4,10 +4,14 @@ TypeError that names the op, what was expected and what came."""
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# the largest kernel size, stride, padding or dilation: no real image is that large, and the
+# kernels multiply two of them in int64 arithmetic, which must not overflow
+MAX_SIZE = 2**31 - 1
 
 
 def describe(array: np.ndarray) -> str:
@@ -53,21 +57,27 @@ def same_dtype(op: str, reference: np.ndarray, **others: np.ndarray | None) -> N
 
 
 def integer(value, name: str, op: str) -> int:
+    """``value`` as an int: a bool is not one, and it must fit in 64 bits, as torch's do."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: expected {name} to be an int, got {value!r}")
+    if not -(2**63) <= int(value) < 2**63:
+        raise ValueError(f"{op}: {name} does not fit in a 64-bit integer: {value!r}")
     return int(value)
 
 
 def pair(value, name: str, op: str) -> tuple[int, int]:
-    """An int or a sequence of two ints, as a pair of ints."""
+    """An int or a sequence of two ints, as a pair of ints of at most ``MAX_SIZE``."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
-        return integer(value[0], name, op), integer(value[1], name, op)
-    if isinstance(value, np.ndarray):
+        result = integer(value[0], name, op), integer(value[1], name, op)
+    elif isinstance(value, np.ndarray):
         raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got an array")
-    number = integer(value, name, op)
-    return number, number
+    else:
+        result = (integer(value, name, op),) * 2
+    if max(result) > MAX_SIZE:
+        raise ValueError(f"{op}: {name} must be at most {MAX_SIZE}, got {value!r}")
+    return result
 
 
 def positive_pair(value, name: str, op: str) -> tuple[int, int]:
@@ -90,12 +100,41 @@ def boolean(value, name: str, op: str) -> bool:
     return bool(value)
 
 
+def output_mask(value, op: str) -> tuple[bool, bool, bool]:
+    """Which of (grad_input, grad_weight, grad_bias) a backward function computes."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise TypeError(f"{op}: expected output_mask to be three bools, got {value!r}")
+    return tuple(boolean(flag, "output_mask", op) for flag in value)
+
+
 def probability(value, name: str, op: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: expected {name} to be a float, got {value!r}")
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{op}: {name} has to be between 0 and 1, but got {value}")
     return float(value)
+
+
+def allocatable(shape: tuple[int, ...], dtype, op: str, what: str = "output") -> None:
+    """ValueError unless an array of ``shape`` and ``dtype`` fits in this machine's memory.
+
+    A huge padding or a tiny stride asks for an output NumPy could only fail to allocate (a
+    MemoryError naming no op), or one the kernel could only fill by swapping for hours.
+    """
+    size = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize  # exact, no overflow
+    if size > _physical_memory():
+        raise ValueError(
+            f"{op}: the {what} would be an array of shape {tuple(shape)} ({size / 2**30:.3g} "
+            f"GiB of {np.dtype(dtype)}), more than this machine's memory; check the padding, "
+            f"stride and input size"
+        )
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: only what NumPy can index
+        return np.iinfo(np.intp).max
 
 
 def gradient(grad_output, expected_shape: tuple[int, ...], dtype: np.dtype, op: str) -> np.ndarray:

@@ -19,7 +19,8 @@ def relu(input: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(grad_output: np.ndarray, input: np.ndarray) -> np.ndarray:
-    """``grad_output`` where the input was positive, 0 elsewhere (also at exactly 0)."""
+    """0 where the input was <= 0 (also at exactly 0), ``grad_output`` elsewhere: where it was
+    positive, and where it was NaN, as in torch."""
     x = check.contiguous(check.float_array(input, "input", "relu_backward"))
     grad = check.gradient(grad_output, x.shape, x.dtype, "relu_backward")
     return kernels.pick(E.relu_backward_numpy, E.relu_backward_numba)(grad, x)
@@ -60,6 +61,7 @@ def linear_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
     x, weight, _ = _check_linear("linear_backward", input, weight, None)
     expected = (*x.shape[:-1], weight.shape[0])
     grad = check.gradient(grad_output, expected, x.dtype, "linear_backward")
+    output_mask = check.output_mask(output_mask, "linear_backward")
     backward = kernels.pick(L.linear_backward_numpy, L.linear_backward_numba)
     grad_x, grad_w, grad_b = backward(grad, x, weight, input_grad=bool(output_mask[0]))
     return grad_x, grad_w if output_mask[1] else None, grad_b if output_mask[2] else None
@@ -95,6 +97,7 @@ def dropout_mask(shape: tuple[int, ...], p: float = 0.5, generator=None) -> np.n
     dims = shape if isinstance(shape, (tuple, list)) else (shape,)
     if min((check.integer(d, "shape", "dropout_mask") for d in dims), default=0) < 0:
         raise ValueError(f"dropout_mask: expected a shape of non-negative sizes, got {shape!r}")
+    check.allocatable(tuple(dims), np.float64, "dropout_mask", "mask's random draw")
     return resolve(generator).random(tuple(dims)) < 1.0 - p
 
 

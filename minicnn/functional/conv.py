@@ -81,6 +81,11 @@ def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv
             f"Kernel size: ({extent[0]} x {extent[1]}). Kernel size can't be greater than the "
             f"padded input size"
         )
+    oH = (padded[0] - extent[0]) // stride[0] + 1
+    oW = (padded[1] - extent[1]) // stride[1] + 1
+    check.allocatable((N, C_out, oH, oW), x.dtype, op)
+    check.allocatable((N, C, *padded), x.dtype, op, "padded input")
+    check.allocatable((C * kH * kW, N * oH * oW), x.dtype, op, "unfolded input")
     bias = None if bias is None else np.ascontiguousarray(bias)
     return x, batched, np.ascontiguousarray(weight), bias, stride, pads, dilation, groups
 
@@ -151,6 +156,16 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
     expected = (N, C_out, oH, oW) if batched else (C_out, oH, oW)
     grad = check.gradient(grad_output, expected, x.dtype, "conv2d_backward")
     grad = grad if batched else grad[None]
+    output_mask = check.output_mask(output_mask, "conv2d_backward")
+    if workspace is not None:
+        columns_shape = (groups, weight.shape[1] * kH * kW, N * oH * oW)  # (G, K, N*L)
+        if not (isinstance(workspace, np.ndarray) and workspace.shape == columns_shape
+                and workspace.dtype == x.dtype and workspace.flags.c_contiguous):  # fmt: skip
+            raise ValueError(
+                f"conv2d_backward: workspace must be what conv2d_forward returned for this "
+                f"input and weight (a contiguous {x.dtype} array of shape {columns_shape}) or "
+                f"None, got {_what(workspace)}"
+            )
     backward = kernels.pick(K.conv2d_backward_numpy, K.conv2d_backward_numba)
     columns = workspace if kernels.get_backend() == "numba" else None
     grad_x, grad_w, grad_b = backward(grad, x, weight, stride, pads, dilation, groups,
@@ -162,3 +177,7 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
         grad_w if output_mask[1] else None,
         grad_b if output_mask[2] else None,
     )
+
+
+def _what(value) -> str:
+    return check.describe(value) if isinstance(value, np.ndarray) else type(value).__name__

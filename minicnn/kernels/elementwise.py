@@ -1,9 +1,10 @@
 """ReLU and dropout: elementwise ops on arrays of any shape.
 
-    relu(x) = max(x, 0)                      relu'(x) = 1 where x > 0, else 0
+    relu(x) = max(x, 0)                      relu'(x) = 0 where x <= 0, else 1
     dropout(x) = x * mask * 1/(1 - p)        dropout'(x) = mask * 1/(1 - p)
 
-A NaN input stays NaN through relu (as ``torch.relu``); its gradient there is 0.
+A NaN input stays NaN through relu and passes its gradient on, as in torch, whose backward
+zeroes the gradient only where the output is <= 0 (a comparison NaN fails).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def relu_forward_numpy(x):
 
 def relu_backward_numpy(grad_out, x):
     # a select, not a product: an infinite gradient where x <= 0 must give 0, not NaN
-    return np.where(x > 0, grad_out, 0).astype(grad_out.dtype)
+    return np.where(x <= 0, 0, grad_out).astype(grad_out.dtype)
 
 
 def dropout_forward_numpy(x, mask, scale):
@@ -46,9 +47,9 @@ def relu_kernel(x, out):
 
 @njit(cache=True, nogil=True)
 def relu_backward_kernel(grad_out, x, out):
-    """out[k] = grad_out[k] if x[k] > 0 else 0, over flat arrays."""
+    """out[k] = 0 if x[k] <= 0 else grad_out[k] (NaN passes it), over flat arrays."""
     for k in range(x.size):
-        out[k] = grad_out[k] if x[k] > 0 else 0
+        out[k] = 0 if x[k] <= 0 else grad_out[k]
 
 
 @njit(cache=True, nogil=True)

@@ -9,9 +9,9 @@ pooled output and the winners' positions reach memory:
     y = conv2d(x)                 # a chunk's conv output, in scratch space
     out, indices = max_pool2d(relu(y))
 
-Backward, per chunk: the pooled gradient goes to each window's winner if the winner was
-positive (relu's gradient there is 1, elsewhere 0: a window whose maximum is 0 or NaN passes
-nothing), giving the conv output's gradient in scratch space, then the conv's backward.
+Backward, per chunk: the pooled gradient goes to each window's winner unless the winner was
+0 or less (relu's gradient: 0 there, 1 above 0 and, as in torch, at a NaN), giving the conv
+output's gradient in scratch space, then the conv's backward.
 
 The result is the three layers' result bit for bit: the conv is the same ``ConvPlan`` on the
 same chunks, relu and max are exact, and the winners are chosen by the same scan (torch's:
@@ -53,8 +53,8 @@ def conv2d_relu_max_pool2d_backward_numpy(grad_out, x, weight, bias, conv_args, 
 @njit(cache=True, nogil=True)
 def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
     """grad_y[n, c] (zeroed here) += grad_out[n, c, i, j] at the winner of window (i, j),
-    where the winner was positive: where the window's maximum is, or, when ``y`` (the conv's
-    output) is given rather than empty, where y is at the winner."""
+    where the winner was positive or NaN: where the window's maximum is, or, when ``y`` (the
+    conv's output) is given rather than empty, where y is at the winner."""
     N, C, H, W = grad_y.shape
     _, _, oH, oW = grad_out.shape
     known = y.size > 0
@@ -68,8 +68,8 @@ def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
                     if index < 0 or index >= H * W:
                         continue
                     h, w = index // W, index % W
-                    positive = y[n, c, h, w] > 0 if known else out_values[n, c, i, j] > 0
-                    if positive:
+                    value = y[n, c, h, w] if known else out_values[n, c, i, j]
+                    if not value <= 0:  # relu passes the gradient where x > 0 or x is NaN
                         plane[h, w] += grad_out[n, c, i, j]
 
 

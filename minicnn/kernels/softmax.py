@@ -11,7 +11,9 @@ label smoothing e over C classes:
     with the weighted, smoothed target  t[m, c] = (1 - e) * w[y] * [c == y] + (e / C) * w[c]
     dloss[m] / dz[m, j] = p[m, j] * sum_c t[m, c] - t[m, j]
 
-A row whose target equals ``ignore_index`` has loss 0, weight 0 and gradient 0.
+A row whose target equals ``ignore_index`` has loss 0, weight 0 and gradient ``0 * p[m]``:
+0, or NaN where its softmax is NaN (NaN or +inf logits), as torch's log_softmax backward
+leaves it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def cross_entropy_numpy(z, target, weight, ignore_index, smoothing):
     w_y = np.where(keep, w[safe_target], 0).astype(z.dtype)  # (M,)
     nll = -logp[np.arange(M), safe_target]  # (M,)
     smooth = -(logp * w).sum(axis=1)  # (M,)
-    loss = (1 - smoothing) * w_y * nll + np.where(keep, smoothing / C * smooth, 0)
+    # without smoothing there is no smoothing term (0 * inf would be NaN for a -inf logit), and
+    # ignored rows are 0 even where their logits are NaN (a product with w_y = 0 would not be)
+    loss = (1 - smoothing) * w_y * nll + (smoothing / C * smooth if smoothing else 0)
+    loss = np.where(keep, loss, 0)
     return loss.astype(z.dtype), w_y
 
 
@@ -58,9 +63,9 @@ def cross_entropy_backward_numpy(z, target, weight, ignore_index, smoothing, gra
     safe_target = np.where(keep, target, 0)
     t = np.broadcast_to(smoothing / C * w, (M, C)).copy()  # (M, C), the weighted target
     t[np.arange(M), safe_target] += (1 - smoothing) * w[safe_target]
-    t[~keep] = 0  # ignored rows have no target and no gradient
+    t[~keep] = 0  # ignored rows have no target: their gradient is 0 * p, whatever grad_loss
     grad = p * t.sum(axis=1, keepdims=True) - t  # (M, C)
-    return (grad * grad_loss[:, None]).astype(z.dtype)
+    return (grad * np.where(keep, grad_loss, 1)[:, None]).astype(z.dtype)
 
 
 # -- the fast path: one pass per row ------------------------------------------------------------
@@ -119,7 +124,9 @@ def cross_entropy_kernel(z, target, w, ignore_index, smoothing, loss, w_y):
         for c in range(C):
             smooth -= w[c] * ((z[m, c] - top) - log_total)
         nll = -((z[m, y] - top) - log_total)
-        loss[m] = (1 - smoothing) * w[y] * nll + smoothing / C * smooth
+        loss[m] = (1 - smoothing) * w[y] * nll
+        if smoothing:  # only then: 0 * inf would be NaN for a -inf logit
+            loss[m] += smoothing / C * smooth
         w_y[m] = w[y]
 
 
@@ -129,17 +136,18 @@ def cross_entropy_backward_kernel(z, target, w, ignore_index, smoothing, grad_lo
     M, C = z.shape
     for m in range(M):
         y = target[m]
-        if y == ignore_index:
-            for c in range(C):
-                out[m, c] = 0
-            continue
         top = z[m, 0]
         for c in range(1, C):
             top = max(top, z[m, c])
         total = 0.0
-        t_total = 0.0
         for c in range(C):
             total += math.exp(z[m, c] - top)
+        if y == ignore_index:  # no target (y may not even be a class): 0 * p
+            for c in range(C):
+                out[m, c] = 0.0 * (math.exp(z[m, c] - top) / total)
+            continue
+        t_total = 0.0
+        for c in range(C):
             t_total += smoothing / C * w[c] + ((1 - smoothing) * w[y] if c == y else 0.0)
         g = grad_loss[m]
         for c in range(C):

@@ -4,7 +4,7 @@ from minicnn.nn.activation import Dropout, Flatten, ReLU
 from minicnn.nn.fused import ConvReLUMaxPool2d, fusion
 from minicnn.nn.layers import Conv2d, Linear
 from minicnn.nn.loss import CrossEntropyLoss
-from minicnn.nn.module import Module, Parameter, Sequential
+from minicnn.nn.module import Module, Parameter, Sequential, StateDictKeyError
 from minicnn.nn.pooling import AvgPool2d, MaxPool2d
 from minicnn.nn.tape import LossValue, is_grad_enabled, no_grad
 
@@ -22,6 +22,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "StateDictKeyError",
     "fusion",
     "is_grad_enabled",
     "no_grad",

@@ -6,7 +6,7 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn.functional import _checks as check
-from minicnn.nn.layers import _Layer
+from minicnn.nn.layers import _generator, _Layer
 
 
 class ReLU(_Layer):
@@ -32,8 +32,11 @@ class Flatten(_Layer):
         self.end_dim = check.integer(end_dim, "end_dim", "Flatten")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.saved = {"shape": getattr(x, "shape", None)}
-        return F.flatten(x, self.start_dim, self.end_dim)
+        # float32 or float64, as every layer takes, so that its gradient can come back
+        x = check.float_array(x, "input", "Flatten")
+        out = F.flatten(x, self.start_dim, self.end_dim)
+        self.saved = {"shape": x.shape}
+        return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         shape = self._take_saved()["shape"]
@@ -62,14 +65,15 @@ class Dropout(_Layer):
     def __init__(self, p: float = 0.5, generator=None) -> None:
         super().__init__()
         self.p = check.probability(p, "dropout probability", "Dropout")
-        self.generator = generator
+        self.generator = _generator(generator, "Dropout")
         self.mask_source = None
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training:
-            self.saved = {"mask": None}
-            return F.dropout(x, self.p, training=False)
+            out = F.dropout(x, self.p, training=False)
+            self.saved = {"mask": None, "shape": x.shape}
+            return out
         x = check.float_array(x, "input", "Dropout")
         if self.mask_source is not None:
             mask = self.mask_source(x.shape)
@@ -81,10 +85,16 @@ class Dropout(_Layer):
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        mask = self._take_saved()["mask"]
-        if mask is None:  # eval mode: the identity
-            return grad_output
-        return F.dropout_backward(grad_output, mask, self.p)
+        saved = self._take_saved()
+        if saved["mask"] is None:  # eval mode: the identity, for a gradient of the right shape
+            grad = check.float_array(grad_output, "grad_output", "Dropout.backward")
+            if grad.shape != saved["shape"]:
+                raise ValueError(
+                    f"Dropout.backward: expected grad_output of shape {saved['shape']} (the "
+                    f"forward output), got {check.describe(grad)}"
+                )
+            return grad
+        return F.dropout_backward(grad_output, saved["mask"], self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace=False"

@@ -20,10 +20,24 @@ from minicnn.nn.module import FLOAT_DTYPES, Module, Parameter
 
 
 def _dtype(dtype, layer: str) -> np.dtype:
-    dtype = np.dtype(dtype)
+    """float32 or float64 (None: float32, the default, as torch's ``dtype=None``)."""
+    try:
+        dtype = np.dtype(np.float32 if dtype is None else dtype)
+    except TypeError:
+        raise TypeError(f"{layer}: dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"{layer}: dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def _generator(generator, layer: str):
+    """A NumPy Generator or None (minicnn's default one), checked before it is needed."""
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(
+            f"{layer}: generator must be a numpy.random.Generator or None, got "
+            f"{type(generator).__name__}"
+        )
+    return generator
 
 
 def _positive_int(value, name: str, layer: str) -> int:
@@ -114,7 +128,10 @@ class Conv2d(_Layer):
         else:
             self.padding = check.non_negative_pair(padding, "padding", name)
         dtype = _dtype(dtype, name)
+        bias = check.boolean(bias, "bias", name)
+        generator = _generator(generator, name)
         shape = (out_channels, in_channels // groups, *self.kernel_size)
+        check.allocatable(shape, dtype, name, "weight")
         self.weight = Parameter(np.empty(shape, dtype=dtype))
         self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
         self.reset_parameters(generator)
@@ -176,6 +193,9 @@ class Linear(_Layer):
         self.in_features = _positive_int(in_features, "in_features", "Linear")
         self.out_features = _positive_int(out_features, "out_features", "Linear")
         dtype = _dtype(dtype, "Linear")
+        bias = check.boolean(bias, "bias", "Linear")
+        generator = _generator(generator, "Linear")
+        check.allocatable((out_features, in_features), dtype, "Linear", "weight")
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         self.bias = Parameter(np.empty(out_features, dtype=dtype)) if bias else None
         self.reset_parameters(generator)

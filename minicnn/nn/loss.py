@@ -25,7 +25,7 @@ class CrossEntropyLoss(_Layer):
     def __init__(self, weight: np.ndarray | None = None, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0) -> None:  # fmt: skip
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
+        if not isinstance(reduction, str) or reduction not in ("mean", "sum", "none"):
             raise ValueError(
                 f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
             )

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from minicnn.nn import tape
-from minicnn.nn.parameter import FLOAT_DTYPES, Parameter
+from minicnn.nn.parameter import FLOAT_DTYPES, Parameter, StateDictKeyError, loadable
 
 
 class Module:
@@ -167,9 +167,13 @@ class Module:
 
     def to(self, dtype) -> Module:
         """Cast every parameter (and its gradient) to float32 or float64, in place."""
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        try:
+            wanted = np.dtype(dtype)
+        except TypeError:
+            wanted = None  # not a dtype at all
+        if wanted is None or wanted not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype!r}")
+        dtype = wanted
         for param in self.parameters():
             param.data = param.data.astype(dtype)
             if param.grad is not None:
@@ -195,45 +199,37 @@ class Module:
         """Copy arrays into the parameters; shapes must match.
 
         A float64 array stays float64 (and a float32 one float32): the parameter takes the
-        incoming dtype rather than rounding it, so a float64 state loads without loss. When the
-        dtype already agrees the copy is made in place.
+        incoming dtype rather than rounding it, so a float64 state loads without loss. float16
+        is widened to float32 (exactly); any other dtype is a TypeError. When the dtype already
+        agrees the copy is made in place. Every array is checked before any is copied, so a
+        state dict that fails leaves the model as it was.
 
         Returns ``(missing_keys, unexpected_keys)``; with ``strict`` either being non-empty
-        is an error.
+        is a ``StateDictKeyError`` (a ValueError, and a KeyError).
         """
+        where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
             raise TypeError(
-                f"{type(self).__name__}.load_state_dict: expected a mapping of names to arrays, "
-                f"got {type(state_dict).__name__}"
+                f"{where}: expected a mapping of names to arrays, got {type(state_dict).__name__}"
             )
         own = dict(self._named_members(remove_duplicate=False))
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
         if strict and (missing or unexpected):
-            raise KeyError(
-                f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
-                f"unexpected keys {unexpected}"
+            raise StateDictKeyError(
+                f"{where}: missing keys {missing}, unexpected keys {unexpected}"
             )
-        for key, param in own.items():
-            if key not in state_dict:
-                continue
-            value = np.asarray(state_dict[key])
-            if value.shape != param.data.shape:
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: {key!r} has shape {value.shape}, "
-                    f"the model expects {param.data.shape}"
-                )
-            if not np.issubdtype(value.dtype, np.floating):
-                raise TypeError(
-                    f"{type(self).__name__}.load_state_dict: {key!r} has dtype {value.dtype}, "
-                    f"expected a floating-point array"
-                )
-            # float32 and float64 arrays keep their precision; other floats become float32
-            dtype = value.dtype if value.dtype in FLOAT_DTYPES else np.dtype(np.float32)
-            if param.data.dtype == dtype:
-                np.copyto(param.data, value)
+        arrays = {
+            key: loadable(state_dict[key], key, param.data.shape, where)
+            for key, param in own.items()
+            if key in state_dict
+        }
+        for key, array in arrays.items():
+            param = own[key]
+            if param.data.dtype == array.dtype:
+                np.copyto(param.data, array)
             else:
-                param.data = np.array(value, dtype=dtype)
+                param.data = np.array(array, copy=True)
         return missing, unexpected
 
     # -- printing ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Parameter: a trainable array and its accumulated gradient."""
+"""Parameter: a trainable array and its accumulated gradient; and what ``load_state_dict``
+accepts as a parameter's new values."""
 
 from __future__ import annotations
 
@@ -46,3 +47,29 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class StateDictKeyError(ValueError, KeyError):
+    """``load_state_dict`` was given missing or unexpected names: a bad argument, so a
+    ValueError, and a KeyError too, for code that catches what a missing name raises."""
+
+    __str__ = BaseException.__str__  # KeyError's would quote the whole message
+
+
+def loadable(value, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """``value`` as a float32 or float64 array of ``shape``, or a ValueError/TypeError."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # e.g. ragged nested lists
+        raise ValueError(f"{where}: {key!r} is not an array ({error})") from None
+    native = array.dtype.newbyteorder("=")
+    if native == np.float16:
+        native = np.dtype(np.float32)
+    if native not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{where}: {key!r} has dtype {array.dtype}, expected float32 or float64 (or float16, "
+            f"loaded as float32)"
+        )
+    if array.shape != shape:
+        raise ValueError(f"{where}: {key!r} has shape {array.shape}, the model expects {shape}")
+    return array.astype(native, copy=False)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minicnn.nn.module import Parameter
-from minicnn.optim.optimizer import Optimizer, check_hyperparameter
+from minicnn.optim.optimizer import Optimizer, check_flag, check_hyperparameter
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
@@ -138,6 +138,20 @@ class Adam(Optimizer):
         for i, beta in enumerate(betas):
             check_hyperparameter(self._name, f"beta parameter at index {i}", beta, high=1.0)
         check_hyperparameter(self._name, "weight_decay value", group["weight_decay"])
+        for flag in ("amsgrad", "maximize", "decoupled_weight_decay"):
+            check_flag(self._name, flag, group[flag])
+
+    def _check_state(self, index: int, buffers: dict[str, Any], group: dict[str, Any]) -> None:
+        if not buffers:  # a parameter not stepped yet
+            return
+        arrays = ["exp_avg", "exp_avg_sq"] + ["max_exp_avg_sq"] * bool(group["amsgrad"])
+        lacking = [key for key in arrays if not isinstance(buffers.get(key), np.ndarray)]
+        lacking += [] if "step" in buffers else ["step"]
+        if lacking:
+            raise ValueError(
+                f"{self._name}: the loaded state of parameter {index} lacks {lacking} (it holds "
+                f"{sorted(buffers)}; arrays of the parameter's shape and a step count)"
+            )
 
     def _step_group(self, group: dict[str, Any]) -> None:
         beta1, beta2 = (float(beta) for beta in group["betas"])

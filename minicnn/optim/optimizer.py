@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from minicnn.nn.module import Parameter
+from minicnn.nn.module import FLOAT_DTYPES, Parameter
+from minicnn.optim.state import checked_layout, loaded_buffers
 
 # keys torch.optim puts in param groups to pick an implementation (foreach, fused, ...); they
 # change no arithmetic, so we neither need nor emit them, and ignore them when loading
@@ -45,6 +46,16 @@ def check_hyperparameter(
         raise TypeError(f"{optimizer}: {what} must be a real number, got {type(value).__name__}")
     if (low is not None and not low <= value) or (high is not None and not value < high):
         raise ValueError(f"{optimizer}: Invalid {what}: {value}")
+    try:
+        float(value)  # what the update computes with
+    except OverflowError:
+        raise ValueError(f"{optimizer}: Invalid {what}: {value} (too large for a float)") from None
+
+
+def check_flag(optimizer: str, what: str, value: Any) -> None:
+    """TypeError unless ``value`` is a bool (a string such as ``"False"`` would count as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{optimizer}: {what} must be a bool, got {value!r}")
 
 
 class Optimizer:
@@ -148,6 +159,10 @@ class Optimizer:
         The closure (forward, backward, return the loss) runs before the update, as in torch.
         """
         loss = None if closure is None else closure()
+        # every gradient is checked before any parameter moves: a bad one changes nothing
+        for group in self.param_groups:
+            for param in group["params"]:
+                self._grad_of(param)
         for group in self.param_groups:
             self._step_group(group)
         return loss
@@ -160,6 +175,11 @@ class Optimizer:
 
     def _grad_of(self, param: Parameter) -> np.ndarray | None:
         """``param.grad`` after checking that it fits ``param.data``; None means skip."""
+        if not isinstance(param.data, np.ndarray) or param.data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"{self._name}: a parameter's data must be a float32 or float64 array, got "
+                f"{getattr(param.data, 'dtype', type(param.data).__name__)}"
+            )
         grad = param.grad
         if grad is None:
             return None
@@ -202,64 +222,35 @@ class Optimizer:
 
         Groups are matched by position and must hold as many parameters as ours. Arrays are
         copied and cast to their parameter's dtype; ``step`` becomes a float. Nothing changes
-        unless the whole dict is valid.
+        unless the whole dict is valid; what is not is a ValueError or TypeError (see
+        ``minicnn.optim.state``).
         """
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
-            raise ValueError(
-                f"{self._name}: a state_dict is a dict with 'state' and 'param_groups' entries"
-            )
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"{self._name}: loaded state dict has {len(saved_groups)} parameter groups, "
-                f"the optimizer has {len(self.param_groups)}"
-            )
-        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(
-                    f"{self._name}: loaded state dict's parameter group {i} holds "
-                    f"{len(saved['params'])} parameters, the optimizer's holds "
-                    f"{len(group['params'])}"
-                )
-        id_map = {
-            saved_id: param
-            for saved, group in zip(saved_groups, self.param_groups, strict=True)
-            for saved_id, param in zip(saved["params"], group["params"], strict=True)
-        }
+        saved_groups, saved_state = checked_layout(self._name, state_dict, self.param_groups)
+        param_groups, group_of, id_map = [], {}, {}
+        for group, saved in zip(self.param_groups, saved_groups, strict=True):
+            new = {k: copy.deepcopy(v) for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
+            new = {**self.defaults, **new, "params": group["params"]}
+            self._check_hyperparameters(new)
+            param_groups.append(new)
+            for saved_id, param in zip(saved["params"], group["params"], strict=True):
+                id_map[saved_id], group_of[id(param)] = param, new
 
         state: defaultdict[Parameter, dict[str, Any]] = defaultdict(dict)
-        for saved_id, buffers in state_dict["state"].items():
+        for saved_id, buffers in saved_state.items():
             if saved_id not in id_map:
                 raise ValueError(
                     f"{self._name}: loaded state dict has state for parameter {saved_id!r}, "
                     "which none of its parameter groups holds"
                 )
             param = id_map[saved_id]
-            state[param] = {key: self._cast(param, key, value) for key, value in buffers.items()}
-
-        param_groups = []
-        for group, saved in zip(self.param_groups, saved_groups, strict=True):
-            new = {k: copy.deepcopy(v) for k, v in saved.items() if k not in IMPLEMENTATION_KEYS}
-            new = {**self.defaults, **new, "params": group["params"]}
-            self._check_hyperparameters(new)
-            param_groups.append(new)
+            state[param] = loaded_buffers(self._name, saved_id, param, buffers)
+            self._check_state(saved_id, state[param], group_of[id(param)])
 
         self.state = state
         self.param_groups = param_groups
 
-    def _cast(self, param: Parameter, key: str, value: Any) -> Any:
-        """One loaded state entry: ``step`` as a float, arrays copied in the parameter's dtype."""
-        if key == "step":
-            return float(value)
-        if isinstance(value, numbers.Number) or value is None:
-            return value
-        array = np.array(value, dtype=param.data.dtype, copy=True)
-        if array.shape != param.data.shape:
-            raise ValueError(
-                f"{self._name}: loaded state {key!r} has shape {array.shape}, its parameter "
-                f"has shape {param.data.shape}"
-            )
-        return array
+    def _check_state(self, index: int, buffers: dict[str, Any], group: dict[str, Any]) -> None:
+        """Raise ValueError when a loaded parameter's buffers cannot be stepped with."""
 
     def __repr__(self) -> str:
         lines = [f"{self._name} ("]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minicnn.nn.module import Parameter
-from minicnn.optim.optimizer import Optimizer, check_hyperparameter
+from minicnn.optim.optimizer import Optimizer, check_flag, check_hyperparameter
 
 
 def sgd_update(
@@ -93,9 +93,19 @@ class SGD(Optimizer):
         check_hyperparameter(self._name, "momentum value", group["momentum"])
         check_hyperparameter(self._name, "weight_decay value", group["weight_decay"])
         check_hyperparameter(self._name, "dampening value", group["dampening"], low=None)
+        for flag in ("nesterov", "maximize"):
+            check_flag(self._name, flag, group[flag])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 f"{self._name}: Nesterov momentum requires a momentum and zero dampening"
+            )
+
+    def _check_state(self, index: int, buffers: dict[str, Any], group: dict[str, Any]) -> None:
+        buffer = buffers.get("momentum_buffer")
+        if buffer is not None and not isinstance(buffer, np.ndarray):
+            raise ValueError(
+                f"{self._name}: the loaded momentum_buffer of parameter {index} must be an "
+                f"array of the parameter's shape or None, got {type(buffer).__name__}"
             )
 
     def _step_group(self, group: dict[str, Any]) -> None:

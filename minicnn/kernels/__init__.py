@@ -20,8 +20,10 @@ import os
 from collections.abc import Callable, Iterator
 
 from minicnn.kernels.allocator import keep_freed_memory
+from minicnn.kernels.threads import set_blas_threads
 
 keep_freed_memory()  # a training step's large arrays then cost no page faults (see allocator)
+set_blas_threads(1)  # minicnn's own threads run the products (see threads)
 
 BACKENDS = ("numba", "numpy")
 

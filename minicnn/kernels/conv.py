@@ -249,7 +249,9 @@ class ConvPlan:
         self.weight = weight
         self.wmat = weight.reshape(self.G, self.Og, self.K)  # (G, Og, K)
         self.bias = None if bias is None else bias.reshape(self.G, self.Og, 1)
-        self.chunk = parallel.chunk_size(self.G * self.K * self.L * self.dtype.itemsize)
+        # per image: its unfolded input and its output (which a fused layer keeps in scratch)
+        per_image = (self.G * self.K + C_out) * self.L * self.dtype.itemsize
+        self.chunk = parallel.chunk_size(per_image)
         self.out_shape = (N, C_out, self.oH, self.oW)
 
     def chunks(self, start: int, stop: int):

@@ -11,7 +11,7 @@ count (as torch's does), never on timing.
 
 The thread count is ``minicnn.kernels.threads.get_num_threads()``: ``NUMBA_NUM_THREADS``
 (default, the number of cores), or ``set_num_threads(n)`` (``minicnn train --threads N``).
-Inside a parallel section BLAS runs on one thread per call (``threads.single_threaded_blas``).
+BLAS runs on one thread per call (``minicnn.kernels.threads`` says why).
 """
 
 from __future__ import annotations
@@ -55,16 +55,15 @@ def parallel_for(n: int, task: Callable[[int, int], object], grain: int = 1) -> 
     parts = slices(n, min(threads, max(1, n // grain)))
     if len(parts) <= 1:
         return [task(*part) for part in parts]
-    with _threads.single_threaded_blas():
-        futures = [_executor(threads).submit(task, *part) for part in parts[1:]]
-        try:
-            first = task(*parts[0])  # the calling thread takes the first slice itself
-        finally:
-            results = [future.result() for future in futures]  # never leave a task running
+    futures = [_executor(threads).submit(task, *part) for part in parts[1:]]
+    try:
+        first = task(*parts[0])  # the calling thread takes the first slice itself
+    finally:
+        results = [future.result() for future in futures]  # never leave a task running
     return [first] + results
 
 
-def chunk_size(bytes_per_image: int, budget: int = 512 * 1024) -> int:
+def chunk_size(bytes_per_image: int, budget: int = 1024 * 1024) -> int:
     """How many images' scratch space fits in ``budget`` bytes (at least one): chunks of this
     many images keep a task's working set in L2."""
     return max(1, budget // max(1, bytes_per_image))

@@ -141,7 +141,9 @@ def _taps(start, kernel, dilation, size):
 def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=False):
     """out[n, c, i, j] = max of window (i, j); indices[n, c, i, j] = its flat position.
 
-    ``relu=True`` pools relu(x) instead of x, as ``minicnn.kernels.fused`` needs."""
+    ``relu=True`` pools relu(x) instead of x, as ``minicnn.kernels.fused`` needs: the max of
+    relu(x) is relu of the max of x, with the same winner, unless no tap is positive, when
+    every tap of relu(x) is 0 and torch's scan picks the first."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape
     for n in range(N):
@@ -158,11 +160,12 @@ def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=Fals
                         for b in range(cols):
                             w = w0 + b * dW
                             value = plane[h, w]
-                            if relu and not (value > 0 or value != value):
-                                value = 0
                             if value > best or value != value:  # a NaN wins
                                 best = value
                                 best_index = h * W + w
+                    if relu and rows > 0 and cols > 0 and not (best > 0 or best != best):
+                        # pooling relu(x): all taps are 0 then, and the first one wins
+                        best, best_index = 0.0, h0 * W + w0
                     out[n, c, i, j] = best
                     indices[n, c, i, j] = best_index
 
@@ -184,11 +187,11 @@ def max_pool2d_2x2_kernel(x, out, indices, relu=False):
                     for a in range(2):
                         for b in range(2):
                             value = plane[2 * i + a, 2 * j + b]
-                            if relu and not (value > 0 or value != value):
-                                value = 0
                             if value > best or value != value:
                                 best = value
                                 best_index = (2 * i + a) * W + 2 * j + b
+                    if relu and not (best > 0 or best != best):
+                        best, best_index = 0.0, 2 * i * W + 2 * j  # see max_pool2d_kernel
                     out[n, c, i, j] = best
                     indices[n, c, i, j] = best_index
 

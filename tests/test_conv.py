@@ -134,7 +134,7 @@ def test_im2col_and_col2im_are_adjoint(unit):
     s, p, d = ((1, 1), (1, 0), (1, 1)) if unit else ((2, 1), (1, 1), (1, 2))
     oH = (7 + 2 * p[0] - d[0] * (kH - 1) - 1) // s[0] + 1
     oW = (6 + 2 * p[1] - d[1] * (kW - 1) - 1) // s[1] + 1
-    cols = np.empty((2, G, 2 * kH * kW, oH * oW))  # (N, G, Cg*kH*kW, oH*oW)
+    cols = np.empty((G, 2 * kH * kW, 2, oH * oW))  # (G, Cg*kH*kW, N, oH*oW)
     c = rng.standard_normal(cols.shape)
     back = np.empty_like(x)
     if unit:

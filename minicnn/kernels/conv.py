@@ -116,15 +116,15 @@ def _valid(o_size, stride, offset, size):
 
 @njit(cache=True, nogil=True)
 def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
-    """Unfold x's receptive fields into one matrix per image and group.
+    """Unfold x's receptive fields into one matrix per group, the images side by side.
 
-        out[n, g, (c*kH + p)*kW + q, i*oW + j] = xpad[n, g*Cg + c, i*sH + p*dH, j*sW + q*dW]
+        out[g, (c*kH + p)*kW + q, n, i*oW + j] = xpad[n, g*Cg + c, i*sH + p*dH, j*sW + q*dW]
 
-    x (N, C, H, W); out (N, G, Cg*kH*kW, oH*oW); (pH, pW) is the top/left padding, and
+    x (N, C, H, W); out (G, Cg*kH*kW, N, oH*oW); (pH, pW) is the top/left padding, and
     out-of-range pixels read as the zero padding.
     """
     N, C, H, W = x.shape
-    G = out.shape[1]
+    G = out.shape[0]
     Cg = C // G
     for n in range(N):
         for c in range(C):
@@ -133,7 +133,7 @@ def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
                 i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
                 for q in range(kW):
                     j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
-                    row = out[n, g, ((c - g * Cg) * kH + p) * kW + q]
+                    row = out[g, ((c - g * Cg) * kH + p) * kW + q, n]
                     w0 = q * dW - pW
                     for i in range(oH):
                         base = i * oW
@@ -151,10 +151,10 @@ def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
 def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
     """The adjoint of im2col: add every column entry back onto the pixel it came from.
 
-    cols (N, G, Cg*kH*kW, oH*oW); out (N, C, H, W), zeroed here, then accumulated.
+    cols (G, Cg*kH*kW, N, oH*oW); out (N, C, H, W), zeroed here, then accumulated.
     """
     N, C, H, W = out.shape
-    G = cols.shape[1]
+    G = cols.shape[0]
     Cg = C // G
     for n in range(N):
         out[n] = 0
@@ -164,7 +164,7 @@ def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
                 i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
                 for q in range(kW):
                     j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
-                    row = cols[n, g, ((c - g * Cg) * kH + p) * kW + q]
+                    row = cols[g, ((c - g * Cg) * kH + p) * kW + q, n]
                     w0 = q * dW - pW
                     for i in range(i_lo, i_hi):
                         h = i * sH + p * dH - pH
@@ -180,7 +180,7 @@ def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
     the compiler then vectorises (three times faster than the general ``im2col``).
     """
     N, C, H, W = x.shape
-    G = out.shape[1]
+    G = out.shape[0]
     Cg = C // G
     for n in range(N):
         xpad[:] = 0
@@ -192,7 +192,7 @@ def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
             g = c // Cg
             for p in range(kH):
                 for q in range(kW):
-                    row = out[n, g, ((c - g * Cg) * kH + p) * kW + q]
+                    row = out[g, ((c - g * Cg) * kH + p) * kW + q, n]
                     for i in range(oH):
                         for j in range(oW):
                             row[i * oW + j] = xpad[c, i + p, j + q]
@@ -203,7 +203,7 @@ def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
     """col2im for stride 1 and dilation 1: accumulate into the zero-padded ``gpad``
     (C, Hp, Wp), then copy its interior out (see ``im2col_unit``)."""
     N, C, H, W = out.shape
-    G = cols.shape[1]
+    G = cols.shape[0]
     Cg = C // G
     for n in range(N):
         gpad[:] = 0
@@ -211,7 +211,7 @@ def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
             g = c // Cg
             for p in range(kH):
                 for q in range(kW):
-                    row = cols[n, g, ((c - g * Cg) * kH + p) * kW + q]
+                    row = cols[g, ((c - g * Cg) * kH + p) * kW + q, n]
                     for i in range(oH):
                         for j in range(oW):
                             gpad[c, i + p, j + q] += row[i * oW + j]
@@ -260,8 +260,8 @@ class ConvPlan:
             yield n0, min(n0 + self.chunk, stop)
 
     def _unfold(self, x):
-        """cols = im2col(x), (b, G, K, L), by the unit-stride kernel where it applies."""
-        cols = parallel.scratch("cols", (x.shape[0], self.G, self.K, self.L), self.dtype)
+        """cols = im2col(x), (G, K, b, L), by the unit-stride kernel where it applies."""
+        cols = parallel.scratch("cols", (self.G, self.K, x.shape[0], self.L), self.dtype)
         out_hw, top, left = (self.oH, self.oW), self.padding[0], self.padding[2]
         if self.unit:
             xpad = parallel.scratch("pad", _pad_shape(x, self.kernel, out_hw), self.dtype)
@@ -280,26 +280,36 @@ class ConvPlan:
             col2im(cols, *self.kernel, *self.stride, top, left, *self.dilation, *out_hw, out)
 
     def forward(self, x, out) -> None:
-        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
-        cols = self._unfold(x)  # (b, G, K, L)
-        out_mat = out.reshape(x.shape[0], self.G, self.Og, self.L)  # a view
-        np.matmul(self.wmat, cols, out=out_mat)  # (b, G, Og, L)
-        if self.bias is not None:
-            out_mat += self.bias
+        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW).
+
+        One product per group for the whole chunk, (Og, K) @ (K, b*L): a wide matrix keeps
+        BLAS efficient where one image's L = oH*oW is small (DeepCNN's 7x7 layer)."""
+        b, G, Og, L = x.shape[0], self.G, self.Og, self.L
+        cols = self._unfold(x).reshape(G, self.K, b * L)  # (G, K, b*L)
+        prod = parallel.scratch("prod", (G, Og, b * L), self.dtype)
+        np.matmul(self.wmat, cols, out=prod)  # (G, Og, b*L)
+        images = prod.reshape(G, Og, b, L).transpose(2, 0, 1, 3)  # (b, G, Og, L), a view
+        out_mat = out.reshape(b, G, Og, L)
+        if self.bias is None:
+            np.copyto(out_mat, images)
+        else:
+            np.add(images, self.bias, out=out_mat)
 
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
         """For a chunk: add its weight and bias gradients into ``grad_w`` (G, Og, K) and
         ``grad_b`` (C_out,), and write its input gradient into ``grad_x`` unless None."""
-        b = x.shape[0]
-        g_mat = grad.reshape(b, self.G, self.Og, self.L)  # (b, G, Og, L)
-        cols = self._unfold(x)  # (b, G, K, L)
-        per_image = parallel.scratch("grad_w", (b, self.G, self.Og, self.K), self.dtype)
-        np.matmul(g_mat, cols.transpose(0, 1, 3, 2), out=per_image)
-        grad_w += per_image.sum(axis=0)
-        grad_b += g_mat.sum(axis=(0, 3)).reshape(self.C_out)
+        b, G, Og, L = x.shape[0], self.G, self.Og, self.L
+        g_wide = parallel.scratch("grad_wide", (G, Og, b, L), self.dtype)
+        np.copyto(g_wide, grad.reshape(b, G, Og, L).transpose(1, 2, 0, 3))
+        g_wide = g_wide.reshape(G, Og, b * L)  # (G, Og, b*L)
+        cols = self._unfold(x).reshape(G, self.K, b * L)  # (G, K, b*L)
+        chunk_w = parallel.scratch("grad_w", (G, Og, self.K), self.dtype)
+        np.matmul(g_wide, cols.transpose(0, 2, 1), out=chunk_w)
+        grad_w += chunk_w
+        grad_b += grad.reshape(b, self.C_out, L).sum(axis=(0, 2))
         if grad_x is not None:
-            np.matmul(self.w_t, g_mat, out=cols)  # the columns' gradient, (b, G, K, L)
-            self._fold(cols, grad_x)
+            np.matmul(self.w_t, g_wide, out=cols)  # the columns' gradient, (G, K, b*L)
+            self._fold(cols.reshape(G, self.K, b, L), grad_x)
 
     @functools.cached_property
     def w_t(self):

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from minicnn import kernels
+from minicnn.kernels.adam import adam_update_numba
 from minicnn.nn.module import Parameter
 from minicnn.optim.optimizer import Optimizer, check_flag, check_hyperparameter
 
@@ -167,7 +169,8 @@ class Adam(Optimizer):
                 if group["amsgrad"]:
                     state["max_exp_avg_sq"] = np.zeros_like(param.data)
             state["step"] += 1.0
-            adam_update(
+            update = kernels.pick(adam_update, adam_update_numba)
+            update(
                 param.data,
                 grad,
                 state["exp_avg"],

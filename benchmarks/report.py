@@ -170,8 +170,8 @@ def layer_tables(record: dict) -> list[str]:
         ]
     return [
         *lines,
-        "*other*: the step minus the rows (Python, reshapes, autograd bookkeeping; "
-        "torch's loss backward). The step is timed with the per-layer timers in place. "
+        "*other*: the step minus the rows (Python, reshapes, autograd bookkeeping), "
+        "the median over steps. The step is timed with the per-layer timers in place. "
         "GFLOP/s count the work needed (no input gradient for the first layer).",
         "",
     ]

@@ -44,7 +44,29 @@ def header(record: dict) -> list[str]:
         f"measured in turns (see `benchmarks/README.md`). Ratios are minicnn-numba's images/s "
         f"over torch-cpu's: above 1, minicnn is faster.",
         "",
+        *load_note(record),
     ]
+
+
+def load_note(record: dict) -> list[str]:
+    """The load average during the timings, and a warning when it exceeded the cores."""
+    rows = record.get("throughput")
+    loads = [r["load"] for r in rows if r.get("load") is not None] if isinstance(rows, list) else []
+    if not loads:
+        return []
+    cores = record["machine"]["cores"]["usable"]
+    text = (
+        f"Load average (1 min) during the throughput part: {min(loads):.1f} to "
+        f"{max(loads):.1f} on {cores} cores; {record.get('load_average_end')} at the end."
+    )
+    if max(loads) > cores + 0.5:
+        text += (
+            " **Other processes competed for the cores during this run**: torch's numbers can "
+            "collapse then (its OpenMP threads wait for each other at every parallel region) "
+            "while minicnn's fall less, so the ratios overstate minicnn. Rerun on a quiet "
+            "machine before quoting them."
+        )
+    return [text, ""]
 
 
 def targets_table(record: dict) -> list[str]:

@@ -133,6 +133,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     }
     skipped = {"status": "skipped"}
     print(f"minicnn benchmarks: {machine.one_line(record['machine'])}\n  data: {data.source}")
+    load = record["machine"]["load_average"]
+    if load and load[0] > usable + 0.5:
+        print(f"  warning: load average {load[0]} on {usable} cores; other processes will "
+              "disturb the timings (torch's most)", flush=True)  # fmt: skip
 
     if args.skip_validation:
         record["validation"] = skipped
@@ -178,6 +182,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     record["ratios"] = ratios(record)
     record["targets"] = evaluate_targets(record)
     record["elapsed_s"] = time.perf_counter() - started
+    record["load_average_end"] = machine.describe()["load_average"]
     return record
 
 

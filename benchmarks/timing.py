@@ -11,6 +11,7 @@ block of steps (with a GPU synchronisation on both sides for CUDA), divided by t
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Sequence
 
@@ -44,7 +45,10 @@ def measure(
 ) -> dict[str, dict]:
     """Time ``mode`` ("train" or "infer") on every runner, interleaved; results by engine.
 
-    Each result is ``summarize``'s dict plus ``steps_per_sample`` and ``batch``.
+    Each result is ``summarize``'s dict plus ``steps_per_sample``, ``batch`` and ``load``,
+    the 1-minute load average when the samples were done: above the number of cores, other
+    processes competed for them, and engines with OpenMP threads that wait for each other
+    (torch) suffer far more than others.
     """
     if repeats < 1 or warmup < 1:
         raise ValueError(f"measure: repeats and warmup must be >= 1, got {repeats}, {warmup}")
@@ -65,9 +69,18 @@ def measure(
             **summarize(samples[runner.engine], runner.batch),
             "steps_per_sample": steps[runner.engine],
             "batch": runner.batch,
+            "load": load_average(),
         }
         for runner in runners
     }
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the system does not report one."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.engines import ENGINES, MODES
 from benchmarks.machine import one_line
-from benchmarks.targets import HEADLINE_BATCH, MODEL_TITLES, speeds
+from benchmarks.targets import HEADLINE_BATCH, MODEL_TITLES, round_ratios, speeds
 
 MODE_TITLES = {
     "train": "Training step (zero_grad, forward, loss, backward, Adam)",
@@ -114,6 +114,9 @@ def throughput_tables(record: dict) -> list[str]:
                     cells.append(_num(row["images_per_s"]))
             numba, torch = speed.get("minicnn-numba"), speed.get("torch-cpu")
             ratio = _ratio(numba / torch if numba and torch else None)
+            rounds = round_ratios(record, (model, mode, batch), "minicnn-numba", "torch-cpu")
+            if len(rounds) > 1:
+                ratio += f" ({min(rounds):.2f}–{max(rounds):.2f})"
             spreads = [
                 status[(model, mode, batch, e)].get("spread")
                 for e in engines
@@ -128,7 +131,9 @@ def throughput_tables(record: dict) -> list[str]:
             )
         lines.append("")
     lines += [
-        "*noise*: the largest interquartile range of the row's samples, relative to its median.",
+        "*noise*: the largest interquartile range of the row's samples, relative to its "
+        "median. In brackets: the range of the ratio over the rounds (each round times the "
+        "engines back to back).",
         "",
     ]
     return lines

@@ -12,6 +12,8 @@ interleaved: above 1 minicnn is faster. The targets, all at batch 100 (the deck'
 
 from __future__ import annotations
 
+import statistics
+
 from benchmarks.timing import ratio
 
 HEADLINE_BATCH = 100
@@ -36,17 +38,40 @@ def speeds(record: dict) -> dict[tuple[str, str, int], dict[str, float]]:
     return table
 
 
+def round_ratios(record: dict, key: tuple[str, str, int], engine: str, other: str) -> list:
+    """``engine``'s speed over ``other``'s in each round of samples (the two samples of a
+    round were taken back to back, so a slow drift of the machine cancels out)."""
+    rows = record.get("throughput")
+    samples = {
+        r["engine"]: r["samples_s"]
+        for r in (rows if isinstance(rows, list) else [])
+        if (r["model"], r["mode"], r["batch"]) == key and r["status"] == "measured"
+    }
+    if engine not in samples or other not in samples:
+        return []
+    return [b / a for a, b in zip(samples[engine], samples[other])]
+
+
 def ratios(record: dict) -> list[dict]:
-    """For every configuration: numba ÷ torch-cpu, torch-cuda ÷ torch-cpu, numba ÷ numpy."""
+    """For every configuration: numba ÷ torch-cpu (of the medians, and the median of the
+    per-round ratios with their range), torch-cuda ÷ torch-cpu, numba ÷ numpy."""
     found = []
     for (model, mode, batch), by_engine in speeds(record).items():
         numba = by_engine.get("minicnn-numba")
+        rounds = round_ratios(record, (model, mode, batch), "minicnn-numba", "torch-cpu")
         found.append(
             {
                 "model": model,
                 "mode": mode,
                 "batch": batch,
                 "numba_over_torch_cpu": ratio(numba, by_engine.get("torch-cpu")),
+                "numba_over_torch_cpu_rounds": {
+                    "median": statistics.median(rounds),
+                    "min": min(rounds),
+                    "max": max(rounds),
+                }
+                if rounds
+                else None,  # fmt: skip
                 "torch_cuda_over_torch_cpu": ratio(
                     by_engine.get("torch-cuda"), by_engine.get("torch-cpu")
                 ),

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks import engines as E
-from benchmarks import flops, jit, machine, memory, validate
+from benchmarks import flops, jit, machine, memory, timing, validate
 from benchmarks.speed import per_layer, scaling, set_threads, throughput
 from benchmarks.targets import evaluate_targets, ratios
 
@@ -96,6 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for part in ("validation", "throughput", "layers", "scaling", "memory", "jit"):
         add(f"--skip-{part}", action="store_true", help=f"skip the {part} part")
     add("--no-chart", action="store_true", help="do not draw the PNG")
+    add(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="first wait up to MINUTES for the 1-minute load average to fall below the "
+        "usable cores minus one half (a shared machine)",
+    )
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 7)
     args.target_seconds = args.target_seconds or (0.05 if args.quick else 0.3)
@@ -108,13 +116,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def wait_quiet(seconds: float, below: float) -> None:
+    """Sleep until the 1-minute load average is under ``below``, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (load := timing.load_average()) is not None and load >= below:
+        if time.monotonic() >= deadline:
+            if seconds > 0:
+                print(f"  the load average is still {load}; starting anyway", flush=True)
+            return
+        print(f"  waiting for a quieter machine: load average {load}", flush=True)
+        time.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     """Every part the options ask for; the record ``main`` writes out."""
     import numba
     import torch
 
-    started = time.perf_counter()
     usable = machine.cores()["usable"]
+    wait_quiet(args.wait_quiet * 60, usable - 0.5)
+    started = time.perf_counter()
     minicnn_threads = args.threads or min(usable, numba.config.NUMBA_NUM_THREADS)
     torch_default = torch.get_num_threads()
     threads = set_threads(minicnn_threads, args.threads, args.blas_threads)

@@ -58,6 +58,33 @@ def cores() -> dict:
     return {"logical": os.cpu_count(), "usable": usable}
 
 
+def cpu_times() -> tuple[float, float, float] | None:
+    """CPU seconds so far: (busy, total) over the machine's CPUs from /proc/stat, and this
+    process's own (all its threads) from /proc/self/stat; None where /proc is missing."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:9]]
+        with open("/proc/self/stat") as own_stat:
+            text = own_stat.read()
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal: steal is time the hypervisor gave away
+    total, idle = sum(values), values[3] + values[4]
+    fields = text[text.rindex(")") + 2 :].split()  # fields 3, 4, ... of proc(5)
+    own = int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick, own / tick
+
+
+def others_cores(before, after) -> float | None:
+    """How many CPUs' worth of time other processes (and the hypervisor, as steal) used
+    between two ``cpu_times()`` readings: 0 on a quiet machine, 1.0 if one core was taken."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    busy, total, own = (a - b for a, b in zip(after, before))
+    return max(0.0, (busy - own) / total * (os.cpu_count() or 1))
+
+
 def git_commit() -> str:
     """The checked-out commit, with ``+dirty`` when the tree has uncommitted changes."""
     try:

@@ -6,6 +6,7 @@ from benchmarks.engines import ENGINES, MODES
 from benchmarks.machine import one_line
 from benchmarks.targets import HEADLINE_BATCH, MODEL_TITLES, round_ratios, speeds
 
+BUSY_CORES = 0.25  # other processes' CPU use above which a configuration is flagged
 MODE_TITLES = {
     "train": "Training step (zero_grad, forward, loss, backward, Adam)",
     "infer": "Inference (eval mode, no grad)",
@@ -49,22 +50,26 @@ def header(record: dict) -> list[str]:
 
 
 def load_note(record: dict) -> list[str]:
-    """The load average during the timings, and a warning when it exceeded the cores."""
+    """How much CPU other processes took during the timings, and a warning when it was
+    enough to matter (``benchmarks.timing.measure`` records it per configuration)."""
     rows = record.get("throughput")
-    loads = [r["load"] for r in rows if r.get("load") is not None] if isinstance(rows, list) else []
-    if not loads:
+    rows = rows if isinstance(rows, list) else []
+    others = [r["others_cores"] for r in rows if r.get("others_cores") is not None]
+    if not others:
         return []
-    cores = record["machine"]["cores"]["usable"]
+    busy = sorted({(r["model"], r["mode"], r["batch"]) for r in rows
+                   if (r.get("others_cores") or 0) > BUSY_CORES})  # fmt: skip
     text = (
-        f"Load average (1 min) during the throughput part: {min(loads):.1f} to "
-        f"{max(loads):.1f} on {cores} cores; {record.get('load_average_end')} at the end."
+        f"Other processes used {min(others):.2f} to {max(others):.2f} CPUs while the "
+        f"throughput was measured (column *others*)."
     )
-    if max(loads) > cores + 0.5:
+    if busy:
         text += (
-            " **Other processes competed for the cores during this run**: torch's numbers can "
-            "collapse then (its OpenMP threads wait for each other at every parallel region) "
-            "while minicnn's fall less, so the ratios overstate minicnn. Rerun on a quiet "
-            "machine before quoting them."
+            f" **{len(busy)} of {len({(r['model'], r['mode'], r['batch']) for r in rows})} "
+            f"configurations ran while others used more than {BUSY_CORES} CPUs**: torch's "
+            "numbers can collapse then (its OpenMP threads wait for each other at every "
+            "parallel region) while minicnn's fall less, so those ratios overstate minicnn. "
+            "Rerun on a quiet machine (`--wait-quiet`) before quoting them."
         )
     return [text, ""]
 
@@ -94,8 +99,8 @@ def throughput_tables(record: dict) -> list[str]:
         lines += [
             f"### {MODE_TITLES[mode]}",
             "",
-            "| model | batch | " + " | ".join(engines) + " | numba ÷ torch-cpu | noise |",
-            "| --- | ---: | " + " | ".join("---:" for _ in engines) + " | ---: | ---: |",
+            "| model | batch | " + " | ".join(engines) + " | numba ÷ torch-cpu | noise | others |",
+            "| --- | ---: | " + " | ".join("---:" for _ in engines) + " | ---: | ---: | ---: |",
         ]
         keys = sorted(
             {(r["model"], r["batch"]) for r in rows if r["mode"] == mode},
@@ -123,17 +128,23 @@ def throughput_tables(record: dict) -> list[str]:
                 if (model, mode, batch, e) in status
             ]
             noise = max((s for s in spreads if s is not None), default=None)
+            used = [row.get("others_cores") for k, row in status.items()
+                    if k[:3] == (model, mode, batch)]  # fmt: skip
+            others = max((u for u in used if u is not None), default=None)
+            busy = " (busy)" if others is not None and others > BUSY_CORES else ""
             bold = "**" if batch == HEADLINE_BATCH else ""
             lines.append(
                 f"| {MODEL_TITLES[model]} | {bold}{batch}{bold} | "
                 + " | ".join(cells)
-                + f" | {bold}{ratio}{bold} | {_num(noise and noise * 100, 0, '%')} |"
+                + f" | {bold}{ratio}{bold} | {_num(noise and noise * 100, 0, '%')} | "
+                + f"{_num(others, 2)}{busy} |"
             )
         lines.append("")
     lines += [
         "*noise*: the largest interquartile range of the row's samples, relative to its "
         "median. In brackets: the range of the ratio over the rounds (each round times the "
-        "engines back to back).",
+        "engines back to back). *others*: CPUs' worth of time other processes used while the "
+        f"row was measured; *busy* above {BUSY_CORES}.",
         "",
     ]
     return lines
@@ -210,8 +221,8 @@ def scaling_table(record: dict) -> list[str]:
     if not isinstance(rows, list):
         return [*lines, "Skipped.", ""]
     lines += [
-        "| model | batch | threads | minicnn-numba | torch-cpu | numba ÷ torch-cpu |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | batch | threads | minicnn-numba | torch-cpu | numba ÷ torch-cpu | others |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     keyed = {(r["model"], r["batch"], r["thread_count"], r["engine"]): r for r in rows}
     for model, batch, count in sorted(
@@ -219,9 +230,10 @@ def scaling_table(record: dict) -> list[str]:
     ):
         a = keyed.get((model, batch, count, "minicnn-numba"), {}).get("images_per_s")
         b = keyed.get((model, batch, count, "torch-cpu"), {}).get("images_per_s")
+        others = keyed.get((model, batch, count, "torch-cpu"), {}).get("others_cores")
         lines.append(
             f"| {MODEL_TITLES[model]} | {batch} | {count} | {_num(a)} | {_num(b)} | "
-            f"{_ratio(a / b if a and b else None)} |"
+            f"{_ratio(a / b if a and b else None)} | {_num(others, 2)} |"
         )
     return [*lines, ""]
 

@@ -33,12 +33,13 @@ import time
 from pathlib import Path
 
 from benchmarks import engines as E
-from benchmarks import flops, jit, machine, memory, timing, validate
+from benchmarks import flops, jit, machine, memory, validate
 from benchmarks.speed import per_layer, scaling, set_threads, throughput
 from benchmarks.targets import evaluate_targets, ratios
 
 SCHEMA = "minicnn-bench/1"
 LAYER_BATCH = 100
+QUIET_CORES = 0.2  # other processes' CPU use below which the machine counts as quiet
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,8 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0,
         metavar="MINUTES",
-        help="first wait up to MINUTES for the 1-minute load average to fall below the "
-        "usable cores minus one half (a shared machine)",
+        help="first wait up to MINUTES until other processes use less than 0.2 CPUs (a "
+        "shared machine)",
     )
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 7)
@@ -116,16 +117,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def wait_quiet(seconds: float, below: float) -> None:
-    """Sleep until the 1-minute load average is under ``below``, for at most ``seconds``."""
+def wait_quiet(seconds: float, below: float = QUIET_CORES) -> None:
+    """Sleep until other processes use less than ``below`` CPUs' worth of time over a
+    5-second window, for at most ``seconds``."""
     deadline = time.monotonic() + seconds
-    while (load := timing.load_average()) is not None and load >= below:
-        if time.monotonic() >= deadline:
-            if seconds > 0:
-                print(f"  the load average is still {load}; starting anyway", flush=True)
+    while time.monotonic() < deadline:
+        before = machine.cpu_times()
+        time.sleep(5)
+        others = machine.others_cores(before, machine.cpu_times())
+        if others is None or others < below:
             return
-        print(f"  waiting for a quieter machine: load average {load}", flush=True)
-        time.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
+        print(f"  waiting for a quieter machine: others use {others:.1f} CPUs", flush=True)
+    print("  the machine is still busy; starting anyway", flush=True)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     import torch
 
     usable = machine.cores()["usable"]
-    wait_quiet(args.wait_quiet * 60, usable - 0.5)
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet * 60)
     started = time.perf_counter()
     minicnn_threads = args.threads or min(usable, numba.config.NUMBA_NUM_THREADS)
     torch_default = torch.get_num_threads()
@@ -154,10 +158,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     }
     skipped = {"status": "skipped"}
     print(f"minicnn benchmarks: {machine.one_line(record['machine'])}\n  data: {data.source}")
-    load = record["machine"]["load_average"]
-    if load and load[0] > usable + 0.5:
-        print(f"  warning: load average {load[0]} on {usable} cores; other processes will "
-              "disturb the timings (torch's most)", flush=True)  # fmt: skip
+    before = machine.cpu_times()
+    time.sleep(1)
+    others = machine.others_cores(before, machine.cpu_times())
+    if others is not None and others > QUIET_CORES:
+        print(f"  warning: other processes use {others:.1f} CPUs; they will disturb the "
+              "timings (torch's most)", flush=True)  # fmt: skip
 
     if args.skip_validation:
         record["validation"] = skipped

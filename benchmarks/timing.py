@@ -15,6 +15,8 @@ import os
 import statistics
 from collections.abc import Sequence
 
+from benchmarks.machine import cpu_times, others_cores
+
 MAX_STEPS = 1000  # steps in one sample, at most
 
 
@@ -47,10 +49,11 @@ def measure(
 ) -> dict[str, dict]:
     """Time ``mode`` ("train" or "infer") on every runner, interleaved; results by engine.
 
-    Each result is ``summarize``'s dict plus ``steps_per_sample``, ``batch`` and ``load``,
-    the 1-minute load average when the samples were done: above the number of cores, other
-    processes competed for them, and engines with OpenMP threads that wait for each other
-    (torch) suffer far more than others.
+    Each result is ``summarize``'s dict plus ``steps_per_sample``, ``batch``, ``load`` (the
+    1-minute load average after the samples) and ``others_cores``: the CPUs' worth of time
+    other processes used while the samples ran. When that is not near 0 the engines competed
+    for the cores, and engines whose OpenMP threads wait for each other at every parallel
+    region (torch) suffer far more than others.
     """
     if repeats < 1 or warmup < 1:
         raise ValueError(f"measure: repeats and warmup must be >= 1, got {repeats}, {warmup}")
@@ -61,17 +64,20 @@ def measure(
         one = min(runner.run(mode, 1), runner.run(mode, 1))
         steps[runner.engine] = steps_for(one, target_s)
     samples: dict[str, list[float]] = {runner.engine: [] for runner in runners}
+    before = cpu_times()
     for round_ in range(repeats):
         shift = round_ % len(runners)
         for runner in [*runners[shift:], *runners[:shift]]:
             n = steps[runner.engine]
             samples[runner.engine].append(runner.run(mode, n) / n)
+    others = others_cores(before, cpu_times())
     return {
         runner.engine: {
             **summarize(samples[runner.engine], runner.batch),
             "steps_per_sample": steps[runner.engine],
             "batch": runner.batch,
             "load": load_average(),
+            "others_cores": others,
         }
         for runner in runners
     }

@@ -2,8 +2,10 @@
 
 minicnn: every leaf module's ``forward`` and ``backward`` (and the loss's, and the
 optimizer's ``zero_grad`` and ``step``) is shadowed by an instance attribute that calls the
-method between two ``time.perf_counter`` readings. The tape calls ``module.forward`` and
-``module.backward``, so it picks the wrappers up; deleting the attributes restores the model.
+method between two ``time.perf_counter`` readings; so is each fused Conv2d -> ReLU ->
+MaxPool2d layer (``minicnn.nn.fused``), whose time goes to its conv's row. The tape calls
+``module.forward`` and ``module.backward``, so it picks the wrappers up; deleting the
+attributes restores the model.
 
 torch: forward pre- and post-hooks time each leaf's forward (and the loss's). A backward starts
 at ``register_full_backward_pre_hook`` (the gradient of the module's output is ready) and ends
@@ -83,9 +85,12 @@ def _run(runner, clock: _Clock, steps: int, warmup: int) -> tuple[list[float], r
     return step_times[warmup:], range(warmup, warmup + steps)
 
 
-def _rows(leaves, clock: _Clock, counted: range, step_times: list[float], extra) -> dict:
-    """Per-step samples of every row and of "other" (the step minus its rows), summarized."""
-    names = [(name, type(module).__name__) for name, module in leaves]
+def _rows(leaves, clock: _Clock, counted: range, step_times: list[float], extra,
+          kinds: dict | None = None) -> dict:  # fmt: skip
+    """Per-step samples of every row and of "other" (the step minus its rows), summarized;
+    ``kinds`` renames the kind of some rows (by name)."""
+    kinds = kinds or {}
+    names = [(name, kinds.get(name, type(module).__name__)) for name, module in leaves]
     rows = []
     for name, kind in [*names, *((name, "") for name in extra)]:
         rows.append({"name": name, "kind": kind, **{
@@ -112,10 +117,24 @@ def _summarize(result: dict) -> dict:
 def minicnn_layers(runner, steps: int = 10, warmup: int = 2) -> dict:
     """Per-layer times of a ``MinicnnRunner``'s training step (see the module docstring)."""
     import minicnn
+    from minicnn.nn.fused import fused_children
 
     clock = _Clock()
     leaves = _leaves(runner.model, lambda m: not m._modules)
     wrapped = [*leaves, ("loss", runner.criterion)]
+    kinds = {}
+    with minicnn.use_backend(runner.backend):
+        # a Conv2d -> ReLU -> MaxPool2d run that Sequential fuses is one call: its time goes
+        # to the conv's row, and the ReLU and MaxPool2d rows stay empty
+        names = {id(module): name for name, module in leaves}
+        for _, sequential in runner.model.named_modules():
+            if isinstance(sequential, minicnn.nn.Sequential):
+                for call in fused_children(sequential):
+                    if isinstance(call, minicnn.nn.ConvReLUMaxPool2d):
+                        conv_name = names[id(call.conv)]
+                        wrapped.append((conv_name, call))
+                        kinds[conv_name] = "Conv2d+ReLU+MaxPool2d fused"
+                        kinds[names[id(call.relu)]] = kinds[names[id(call.pool)]] = "in it"
     for name, module in wrapped:
         for phase in ("forward", "backward"):
             module.__dict__[phase] = clock.wrap(getattr(module, phase), (name, phase))
@@ -132,7 +151,8 @@ def minicnn_layers(runner, steps: int = 10, warmup: int = 2) -> dict:
             module.__dict__.pop("backward", None)
         optimizer.__dict__.pop("step", None)
         optimizer.__dict__.pop("zero_grad", None)
-    return _rows(leaves, clock, counted, step_times, ["loss", "zero_grad", "optimizer step"])
+    return _rows(leaves, clock, counted, step_times, ["loss", "zero_grad", "optimizer step"],
+                 kinds)  # fmt: skip
 
 
 def torch_layers(runner, steps: int = 10, warmup: int = 2) -> dict:

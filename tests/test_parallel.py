@@ -39,6 +39,13 @@ def test_parallel_for_returns_results_in_slice_order(thread_count):
     assert parallel.parallel_for(10, lambda a, b: (a, b), grain=6) == [(0, 10)]
 
 
+def test_a_parallel_for_inside_a_task_runs_in_place(thread_count):
+    # a task that itself splits work must not wait for the pool it is occupying
+    thread_count(2)
+    inner = parallel.parallel_for(4, lambda a, b: parallel.parallel_for(6, lambda c, d: (c, d)))
+    assert inner == [[(0, 6)], [(0, 6)]]
+
+
 def test_an_error_in_a_worker_reaches_the_caller(thread_count):
     thread_count(2)
 

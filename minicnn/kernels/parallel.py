@@ -52,15 +52,27 @@ def parallel_for(n: int, task: Callable[[int, int], object], grain: int = 1) -> 
     one per thread (see the module docstring), none shorter than ``grain`` items unless
     there is only one. Returns the results in slice order."""
     threads = _threads.get_num_threads()
+    if getattr(_local, "in_task", False):
+        threads = 1  # called from inside a task: run here, never wait on the busy pool
     parts = slices(n, min(threads, max(1, n // grain)))
     if len(parts) <= 1:
         return [task(*part) for part in parts]
-    futures = [_executor(threads).submit(task, *part) for part in parts[1:]]
+    futures = [_executor(threads).submit(_as_task, task, *part) for part in parts[1:]]
     try:
-        first = task(*parts[0])  # the calling thread takes the first slice itself
+        first = _as_task(task, *parts[0])  # the calling thread takes the first slice itself
     finally:
         results = [future.result() for future in futures]  # never leave a task running
     return [first] + results
+
+
+def _as_task(task: Callable[[int, int], object], start: int, stop: int):
+    """``task(start, stop)``, marked as running inside a parallel section."""
+    outer = getattr(_local, "in_task", False)
+    _local.in_task = True
+    try:
+        return task(start, stop)
+    finally:
+        _local.in_task = outer
 
 
 def chunk_size(bytes_per_image: int, budget: int = 1024 * 1024) -> int:

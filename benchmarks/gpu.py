@@ -100,8 +100,8 @@ def markdown(record: dict) -> str:
         f"{record['repeats']} interleaved samples; images/s.",
         "",
         "| model | mode | batch | " + " | ".join(engines) + " | cuda ÷ torch-cpu | "
-        "cuda ÷ minicnn-numba |",
-        "| --- | --- | ---: |" + " ---: |" * (len(engines) + 2),
+        "cuda ÷ minicnn-numba | others |",
+        "| --- | --- | ---: |" + " ---: |" * (len(engines) + 3),
     ]
     keyed = {(r["model"], r["mode"], r["batch"], r["engine"]): r for r in record["rows"]}
     for model, mode, batch in dict.fromkeys(k[:3] for k in keyed):
@@ -112,12 +112,17 @@ def markdown(record: dict) -> str:
             for other in ("torch-cpu", "minicnn-numba")
         ]
         ratio_cells = ["—" if r is None else f"{r:.1f}×" for r in ratios]
+        used = [keyed[(model, mode, batch, e)].get("others_cores") for e in engines]
+        others = max((u for u in used if u is not None), default=None)
+        busy = (
+            "—" if others is None else f"{others:.2f}" + (" (busy)" if others > BUSY_CORES else "")
+        )
         lines.append(
             f"| {MODEL_TITLES[model]} | {mode} | {batch} | "
             + " | ".join(cells)
             + " | "
             + " | ".join(ratio_cells)
-            + " |"
+            + f" | {busy} |"
         )
     if record.get("cuda_status"):
         lines += ["", record["cuda_status"] + "."]
@@ -125,13 +130,15 @@ def markdown(record: dict) -> str:
     if others:
         lines += [
             "",
+            f"*others*: CPUs' worth of time other processes used while a row was measured. "
             f"Other processes used {min(others):.2f} to {max(others):.2f} CPUs while "
             "this was measured.",
         ]
         if max(others) > BUSY_CORES:
             lines[-1] += (
-                " **Too busy to quote the CPU rows**: torch-cpu's OpenMP threads "
-                "wait for each other when a core is taken (rerun with --wait-quiet)."
+                " **The CPU numbers of the rows marked busy are not to be quoted**: torch-cpu's "
+                "OpenMP threads wait for each other when a core is taken (rerun with "
+                "--wait-quiet)."
             )
     return "\n".join(lines) + "\n"
 

@@ -37,7 +37,10 @@ def draw(record: dict, path) -> None:
             ylabel="images/s",
             title=MODEL_TITLES[model],
         )
-        axis.grid(True, which="both", alpha=0.3)
+        batches = sorted({k[2] for k in table if k[0] == model})
+        axis.set_xticks(batches, [str(b) for b in batches])  # the measured sizes, not 10^k
+        axis.minorticks_off()
+        axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle("minicnn against PyTorch (training solid, inference dashed)")
     figure.tight_layout()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks import engines as E
 from benchmarks import machine, timing, validate
+from benchmarks.report import BUSY_CORES
 from benchmarks.targets import MODEL_TITLES
 
 DATASET = 60000  # MNIST's training images
@@ -99,8 +100,8 @@ def markdown(record: dict) -> str:
         f"{record['repeats']} interleaved samples; images/s.",
         "",
         "| model | mode | batch | " + " | ".join(engines) + " | cuda ÷ torch-cpu | "
-        "cuda ÷ minicnn-numba |",
-        "| --- | --- | ---: |" + " ---: |" * (len(engines) + 2),
+        "cuda ÷ minicnn-numba | others |",
+        "| --- | --- | ---: |" + " ---: |" * (len(engines) + 3),
     ]
     keyed = {(r["model"], r["mode"], r["batch"], r["engine"]): r for r in record["rows"]}
     for model, mode, batch in dict.fromkeys(k[:3] for k in keyed):
@@ -111,15 +112,34 @@ def markdown(record: dict) -> str:
             for other in ("torch-cpu", "minicnn-numba")
         ]
         ratio_cells = ["—" if r is None else f"{r:.1f}×" for r in ratios]
+        used = [keyed[(model, mode, batch, e)].get("others_cores") for e in engines]
+        others = max((u for u in used if u is not None), default=None)
+        busy = (
+            "—" if others is None else f"{others:.2f}" + (" (busy)" if others > BUSY_CORES else "")
+        )
         lines.append(
             f"| {MODEL_TITLES[model]} | {mode} | {batch} | "
             + " | ".join(cells)
             + " | "
             + " | ".join(ratio_cells)
-            + " |"
+            + f" | {busy} |"
         )
     if record.get("cuda_status"):
         lines += ["", record["cuda_status"] + "."]
+    others = [r["others_cores"] for r in record["rows"] if r.get("others_cores") is not None]
+    if others:
+        lines += [
+            "",
+            f"*others*: CPUs' worth of time other processes used while a row was measured. "
+            f"Other processes used {min(others):.2f} to {max(others):.2f} CPUs while "
+            "this was measured.",
+        ]
+        if max(others) > BUSY_CORES:
+            lines[-1] += (
+                " **The CPU numbers of the rows marked busy are not to be quoted**: torch-cpu's "
+                "OpenMP threads wait for each other when a core is taken (rerun with "
+                "--wait-quiet)."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -140,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-seconds", type=float, default=0.3)
     parser.add_argument("--images", type=int, default=DATASET, help="dataset size")
     parser.add_argument("--no-cpu", action="store_true", help="time torch-cuda only")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
+                        help="first wait up to MINUTES until other processes use under 0.2 "
+                        "CPUs")  # fmt: skip
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
 
@@ -147,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.speed import set_threads
+    from benchmarks.suite import wait_quiet
 
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet * 60)
     started = time.perf_counter()
     threads = set_threads(min(machine.cores()["usable"], numba.config.NUMBA_NUM_THREADS), None)
     data = E.load_data(args.data_dir, max(args.images, max(args.batches)))

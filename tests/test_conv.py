@@ -9,7 +9,7 @@ from hypothesis import given
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.kernels import conv as K
+from minicnn.kernels import im2col as unfold
 from tests.helpers import assert_close, compare_with_torch, term_scales
 from tests.strategies import conv2d_cases
 
@@ -139,9 +139,9 @@ def test_im2col_and_col2im_are_adjoint(unit):
     back = np.empty_like(x)
     if unit:
         pad = np.empty((4, oH + kH - 1, oW + kW - 1))
-        K.im2col_unit(x, kH, kW, *p, oH, oW, pad, cols)
-        K.col2im_unit(c, kH, kW, *p, oH, oW, pad, back)
+        unfold.im2col_unit(x, kH, kW, *p, oH, oW, pad, cols)
+        unfold.col2im_unit(c, kH, kW, *p, oH, oW, pad, back)
     else:
-        K.im2col(x, kH, kW, *s, *p, *d, oH, oW, cols)
-        K.col2im(c, kH, kW, *s, *p, *d, oH, oW, back)
+        unfold.im2col(x, kH, kW, *s, *p, *d, oH, oW, cols)
+        unfold.col2im(c, kH, kW, *s, *p, *d, oH, oW, back)
     assert np.isclose((cols * c).sum(), (x * back).sum(), rtol=1e-12)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
 
 from minicnn.kernels import parallel
+from minicnn.kernels.im2col import col2im, col2im_unit, im2col, im2col_unit
 
 # -- the NumPy twin: one strided slice of the padded input per kernel tap --------------------
 
@@ -92,133 +92,13 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
     return grad_x, grad_wg.reshape(weight.shape), grad_bias
 
 
-# -- the fast path: im2col + one BLAS product per image, images split across threads -------
+# -- the fast path: im2col (minicnn.kernels.im2col) + BLAS, images split across threads ----
 #
 # Each thread takes a slice of the batch (``minicnn.kernels.parallel``) and walks it a few
 # images at a time: unfold the chunk's receptive fields into a scratch matrix that fits in
 # L2, multiply, move on. The unfolded input is never kept for the backward pass; unfolding
 # a chunk again there costs less than writing the whole batch's columns out to memory and
 # reading them back.
-
-
-@njit(cache=True, nogil=True)
-def _valid(o_size, stride, offset, size):
-    """The output positions j in [lo, hi) whose input position j*stride + offset is in
-    [0, size): the taps outside read the zero padding."""
-    lo = 0
-    while lo < o_size and lo * stride + offset < 0:
-        lo += 1
-    hi = o_size
-    while hi > lo and (hi - 1) * stride + offset >= size:
-        hi -= 1
-    return lo, hi
-
-
-@njit(cache=True, nogil=True)
-def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
-    """Unfold x's receptive fields into one matrix per group, the images side by side.
-
-        out[g, (c*kH + p)*kW + q, n, i*oW + j] = xpad[n, g*Cg + c, i*sH + p*dH, j*sW + q*dW]
-
-    x (N, C, H, W); out (G, Cg*kH*kW, N, oH*oW); (pH, pW) is the top/left padding, and
-    out-of-range pixels read as the zero padding.
-    """
-    N, C, H, W = x.shape
-    G = out.shape[0]
-    Cg = C // G
-    for n in range(N):
-        for c in range(C):
-            g = c // Cg
-            for p in range(kH):
-                i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
-                for q in range(kW):
-                    j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
-                    row = out[g, ((c - g * Cg) * kH + p) * kW + q, n]
-                    w0 = q * dW - pW
-                    for i in range(oH):
-                        base = i * oW
-                        if i < i_lo or i >= i_hi:
-                            row[base : base + oW] = 0
-                            continue
-                        h = i * sH + p * dH - pH
-                        row[base : base + j_lo] = 0
-                        row[base + j_hi : base + oW] = 0
-                        for j in range(j_lo, j_hi):
-                            row[base + j] = x[n, c, h, j * sW + w0]
-
-
-@njit(cache=True, nogil=True)
-def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
-    """The adjoint of im2col: add every column entry back onto the pixel it came from.
-
-    cols (G, Cg*kH*kW, N, oH*oW); out (N, C, H, W), zeroed here, then accumulated.
-    """
-    N, C, H, W = out.shape
-    G = cols.shape[0]
-    Cg = C // G
-    for n in range(N):
-        out[n] = 0
-        for c in range(C):
-            g = c // Cg
-            for p in range(kH):
-                i_lo, i_hi = _valid(oH, sH, p * dH - pH, H)
-                for q in range(kW):
-                    j_lo, j_hi = _valid(oW, sW, q * dW - pW, W)
-                    row = cols[g, ((c - g * Cg) * kH + p) * kW + q, n]
-                    w0 = q * dW - pW
-                    for i in range(i_lo, i_hi):
-                        h = i * sH + p * dH - pH
-                        base = i * oW
-                        for j in range(j_lo, j_hi):
-                            out[n, c, h, j * sW + w0] += row[base + j]
-
-
-@njit(cache=True, nogil=True)
-def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
-    """im2col for stride 1 and dilation 1, the deck's case, through a zero-padded copy
-    ``xpad`` (C, H + 2pH', W + 2pW') of each image: no bounds tests in the inner loop, which
-    the compiler then vectorises (three times faster than the general ``im2col``).
-    """
-    N, C, H, W = x.shape
-    G = out.shape[0]
-    Cg = C // G
-    for n in range(N):
-        xpad[:] = 0
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    xpad[c, h + pH, w + pW] = x[n, c, h, w]
-        for c in range(C):
-            g = c // Cg
-            for p in range(kH):
-                for q in range(kW):
-                    row = out[g, ((c - g * Cg) * kH + p) * kW + q, n]
-                    for i in range(oH):
-                        for j in range(oW):
-                            row[i * oW + j] = xpad[c, i + p, j + q]
-
-
-@njit(cache=True, nogil=True)
-def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
-    """col2im for stride 1 and dilation 1: accumulate into the zero-padded ``gpad``
-    (C, Hp, Wp), then copy its interior out (see ``im2col_unit``)."""
-    N, C, H, W = out.shape
-    G = cols.shape[0]
-    Cg = C // G
-    for n in range(N):
-        gpad[:] = 0
-        for c in range(C):
-            g = c // Cg
-            for p in range(kH):
-                for q in range(kW):
-                    row = cols[g, ((c - g * Cg) * kH + p) * kW + q, n]
-                    for i in range(oH):
-                        for j in range(oW):
-                            gpad[c, i + p, j + q] += row[i * oW + j]
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    out[n, c, h, w] = gpad[c, h + pH, w + pW]
 
 
 def _pad_shape(x, kernel, out_hw):

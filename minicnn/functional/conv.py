@@ -118,17 +118,13 @@ def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
 def conv2d_forward(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                    stride=1, padding: Padding = 0, dilation=1, groups: int = 1,
                    ) -> tuple[np.ndarray, object]:  # fmt: skip
-    """``conv2d`` that also returns a workspace for ``conv2d_backward(..., workspace=)``.
+    """``(conv2d(...), workspace)``, for ``conv2d_backward(..., workspace=)``.
 
-    The workspace is what the fast kernel can reuse in the backward pass (the unfolded input,
-    saving its recomputation); ``None`` when there is nothing to keep.
+    The workspace is always ``None`` now: the fast kernels unfold each chunk of images again in
+    the backward pass rather than keep the whole batch's unfolded input (see
+    ``minicnn.kernels.conv``). The pair stays for code written against it.
     """
-    x, batched, weight, bias, stride, pads, dilation, groups = _check_conv(
-        input, weight, bias, stride, padding, dilation, groups
-    )
-    forward = kernels.pick(K.conv2d_forward_numpy, K.conv2d_forward_numba)
-    out, columns = forward(x, weight, bias, stride, pads, dilation, groups, keep_columns=True)
-    return (out if batched else out[0]), columns
+    return conv2d(input, weight, bias, stride, padding, dilation, groups), None
 
 
 def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarray,
@@ -141,7 +137,7 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
         grad_output: the gradient of the loss with respect to conv2d's output.
         input, weight, stride, padding, dilation, groups: as given to ``conv2d``.
         output_mask: which of the three gradients to compute; the others come back as None.
-        workspace: what ``conv2d_forward`` returned beside the output, if at hand.
+        workspace: what ``conv2d_forward`` returned beside the output (None), or None.
 
     Shape:
         grad_input like input, grad_weight like weight, grad_bias (C_out,).
@@ -167,9 +163,8 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
                 f"None, got {_what(workspace)}"
             )
     backward = kernels.pick(K.conv2d_backward_numpy, K.conv2d_backward_numba)
-    columns = workspace if kernels.get_backend() == "numba" else None
     grad_x, grad_w, grad_b = backward(grad, x, weight, stride, pads, dilation, groups,
-                                      input_grad=bool(output_mask[0]), columns=columns)  # fmt: skip
+                                      input_grad=bool(output_mask[0]))  # fmt: skip
     if grad_x is not None and not batched:
         grad_x = grad_x[0]
     return (

@@ -35,11 +35,8 @@ def _tap(xpad, p, q, oH, oW, stride, dilation):
     return xpad[..., rows, cols]
 
 
-def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups, keep_columns=False):
-    """out = conv2d(x, weight, bias), one kernel tap at a time (see the module docstring).
-
-    The twin keeps nothing for the backward pass: ``keep_columns`` returns (out, None).
-    """
+def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups):
+    """out = conv2d(x, weight, bias), one kernel tap at a time (see the module docstring)."""
     N, C, H, W = x.shape
     C_out, Cg, kH, kW = weight.shape
     G = groups
@@ -58,11 +55,10 @@ def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups, kee
     out = out.reshape(N, C_out, oH, oW)
     if bias is not None:
         out += bias[None, :, None, None]
-    return (out, None) if keep_columns else out
+    return out
 
 
-def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True,
-                          columns=None):  # fmt: skip
+def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True):
     """(grad_x, grad_weight, grad_bias): each tap's contribution to the forward, reversed.
 
     A tap added ``patch * w`` to the output, so it sends ``grad_out * w`` back to the patch's
@@ -218,11 +214,8 @@ class ConvPlan:
         return grad_x, grad_weight.reshape(self.weight.shape), grad_bias
 
 
-def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups, keep_columns=False):
-    """out = conv2d(x, weight, bias): per chunk of images, im2col and a BLAS product.
-
-    The unfolded input is not kept: ``keep_columns`` returns (out, None).
-    """
+def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
+    """out = conv2d(x, weight, bias): per chunk of images, im2col and a BLAS product."""
     x = np.ascontiguousarray(x)
     plan = ConvPlan(x.shape, weight, bias, stride, padding, dilation, groups, x.dtype)
     out = np.empty(plan.out_shape, dtype=x.dtype)  # (N, C_out, oH, oW)
@@ -232,16 +225,14 @@ def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups, kee
             plan.forward(x[n0:n1], out[n0:n1])
 
     parallel.parallel_for(x.shape[0], task)
-    return (out, None) if keep_columns else out
+    return out
 
 
-def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True,
-                          columns=None):  # fmt: skip
+def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True):
     """(grad_x, grad_weight, grad_bias): per chunk of images, im2col again, two BLAS products
     and col2im (see ``ConvPlan.backward_batch``).
 
     ``input_grad=False`` skips grad_x (``None``), as a network's first layer needs no more.
-    ``columns`` is accepted for the twin's signature and unused (see the section comment).
     """
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)

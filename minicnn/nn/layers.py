@@ -149,8 +149,8 @@ class Conv2d(_Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         bias = None if self.bias is None else self.bias.data
         xc, weight, bias = promote(x, self.weight.data, bias)
-        out, workspace = F.conv2d_forward(xc, weight, bias, *self._args())  # (N, C_out, oH, oW)
-        self.saved = {"input": xc, "weight": weight, "dtype": x.dtype, "workspace": workspace}
+        out = F.conv2d(xc, weight, bias, *self._args())  # (N, C_out, oH, oW)
+        self.saved = {"input": xc, "weight": weight, "dtype": x.dtype}
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -158,8 +158,7 @@ class Conv2d(_Layer):
         mask = (self.needs_input_grad, True, self.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
         grad_x, grad_w, grad_b = F.conv2d_backward(grad_output, saved["input"], saved["weight"],
-                                                   *self._args(), output_mask=mask,
-                                                   workspace=saved["workspace"])  # fmt: skip
+                                                   *self._args(), output_mask=mask)  # fmt: skip
         self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_b)

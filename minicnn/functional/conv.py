@@ -38,6 +38,15 @@ def _padding(padding: Padding, kernel, stride, dilation, op: str) -> tuple[int, 
     return pH, pH, pW, pW
 
 
+def _out_hw(x: np.ndarray, weight: np.ndarray, stride, pads, dilation) -> tuple[int, int]:
+    """(oH, oW) of a checked conv2d's output (``pads`` as (top, bottom, left, right))."""
+    _, _, H, W = x.shape
+    _, _, kH, kW = weight.shape
+    oH = (H + pads[0] + pads[1] - dilation[0] * (kH - 1) - 1) // stride[0] + 1
+    oW = (W + pads[2] + pads[3] - dilation[1] * (kW - 1) - 1) // stride[1] + 1
+    return oH, oW
+
+
 def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv2d"):
     x, batched = check.image_batch(input, op)
     weight = check.float_array(weight, "weight", op)
@@ -145,10 +154,9 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
     x, batched, weight, _, stride, pads, dilation, groups = _check_conv(
         input, weight, None, stride, padding, dilation, groups, op="conv2d_backward"
     )
-    N, _, H, W = x.shape
-    C_out, _, kH, kW = weight.shape
-    oH = (H + pads[0] + pads[1] - dilation[0] * (kH - 1) - 1) // stride[0] + 1
-    oW = (W + pads[2] + pads[3] - dilation[1] * (kW - 1) - 1) // stride[1] + 1
+    N, C_out = x.shape[0], weight.shape[0]
+    _, _, kH, kW = weight.shape
+    oH, oW = _out_hw(x, weight, stride, pads, dilation)
     expected = (N, C_out, oH, oW) if batched else (C_out, oH, oW)
     grad = check.gradient(grad_output, expected, x.dtype, "conv2d_backward")
     grad = grad if batched else grad[None]

@@ -6,7 +6,7 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.functional import _checks as check
-from minicnn.functional.conv import Padding, _check_conv
+from minicnn.functional.conv import Padding, _check_conv, _out_hw
 from minicnn.functional.pool import pool_args
 from minicnn.kernels import fused as K
 
@@ -18,11 +18,8 @@ def _check(input, weight, bias, stride, padding, dilation, groups, kernel_size, 
     x, batched, weight, bias, stride, pads, dilation, groups = _check_conv(
         input, weight, bias, stride, padding, dilation, groups, op=op
     )
-    N, _, H, W = x.shape
-    C_out, _, kH, kW = weight.shape
-    oH = (H + pads[0] + pads[1] - dilation[0] * (kH - 1) - 1) // stride[0] + 1
-    oW = (W + pads[2] + pads[3] - dilation[1] * (kW - 1) - 1) // stride[1] + 1
-    pool = pool_args(op, (N, C_out, oH, oW), kernel_size, pool_stride, pool_padding,
+    conv_shape = (x.shape[0], weight.shape[0], *_out_hw(x, weight, stride, pads, dilation))
+    pool = pool_args(op, conv_shape, kernel_size, pool_stride, pool_padding,
                      pool_dilation, ceil_mode)  # fmt: skip
     return x, batched, weight, bias, (stride, pads, dilation, groups), pool
 

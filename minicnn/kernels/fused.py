@@ -112,12 +112,13 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     _, C_out, oH, oW = plan.out_shape
 
     recompute = _has_empty_windows((oH, oW), *pool_args)
-    forward_plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
+    if recompute:  # (rare) the conv's output is needed: it will be computed again, with bias
+        forward_plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
         y = nothing
-        if recompute:  # (rare) the conv's output is needed: compute it again
+        if recompute:
             conv_out = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
             forward_plan.forward(x[n0:n1], conv_out)
             y = conv_out

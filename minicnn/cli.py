@@ -160,12 +160,13 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from minicnn.checkpoint import load_checkpoint, load_model
     from minicnn.data import ensure_mnist, load_mnist
-    from minicnn.engine import accuracy, set_numba_threads
+    from minicnn.engine import accuracy
+    from minicnn.kernels.threads import set_num_threads
 
     if args.batch_size < 1 or (args.test_limit is not None and args.test_limit < 1):
         raise ValueError("--batch-size and --test-limit must be at least 1")
     if args.threads is not None:
-        set_numba_threads(args.threads)
+        set_num_threads(args.threads)
     model = load_model(args.path)
     saved = load_checkpoint(args.path, with_optimizer=False)
     images, labels = load_mnist(ensure_mnist(args.data_dir, args.download), train=False)

@@ -126,13 +126,6 @@ class MinicnnEngine:
         restore_rng_state(checkpoint.rng_state)
 
 
-def set_numba_threads(threads: int) -> None:
-    """Run minicnn's kernels on ``threads`` threads (``minicnn.kernels.threads``)."""
-    from minicnn.kernels.threads import set_num_threads
-
-    set_num_threads(threads)
-
-
 def build_engine(config: TrainConfig, train_set: Split, test_set: Split) -> Engine:
     """The engine ``config.engine`` names, seeded and built; torch is imported only here."""
     if config.engine == "minicnn":

@@ -52,8 +52,8 @@ from minicnn.engine import (
     build_engine,
     progress_bar,
     save_plot,
-    set_numba_threads,
 )
+from minicnn.kernels.threads import set_num_threads
 from minicnn.models import MODELS
 
 EPOCH_LINE = "[Epoch: {:>4}] cost = {:>.9}"  # the deck's print, character for character
@@ -180,7 +180,7 @@ def train(
     if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
         raise ValueError("--progress bar needs tqdm: pip install tqdm")
     if config.threads is not None:
-        set_numba_threads(config.threads)
+        set_num_threads(config.threads)
 
     # data: the same uint8 arrays and the same batch order for both engines
     directory = _find_data(config)

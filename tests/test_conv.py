@@ -9,6 +9,7 @@ from hypothesis import given
 
 from minicnn import functional as F
 from minicnn import use_backend
+from minicnn.gradcheck import numerical_gradient  # central differences
 from minicnn.kernels import im2col as unfold
 from tests.helpers import assert_close, compare_with_torch, term_scales
 from tests.strategies import conv2d_cases
@@ -76,21 +77,6 @@ def test_float32_is_kept_float32(backend):
             g.dtype == np.float32
             for g in F.conv2d_backward(np.ones((2, 5, 6, 6), np.float32), x, w)
         )
-
-
-def numerical_gradient(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar f() with respect to every entry of array."""
-    grad = np.zeros_like(array)
-    flat, flat_grad = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        plus = f()
-        flat[i] = saved - eps
-        minus = f()
-        flat[i] = saved
-        flat_grad[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

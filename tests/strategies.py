@@ -126,3 +126,21 @@ def cross_entropy_cases(draw):
         if draw(st.booleans()) and target.ndim:
             kwargs["ignore_index"] = int(target.reshape(-1)[0])  # at least one row ignored
     return logits.astype(dtype), np.asarray(target), kwargs
+
+
+@st.composite
+def winograd_conv2d_cases(draw):
+    """(x, weight, bias or None, kwargs) for a 3x3 conv2d at stride 1: Winograd's kind, odd
+    and even output sizes, every padding form."""
+    dtype = draw(dtypes)
+    padding = draw(st.integers(0, 3) | st.tuples(st.integers(0, 3), st.integers(0, 3))
+                   | st.sampled_from(["same", "valid"]))  # fmt: skip
+    pad = {"same": (1, 1), "valid": (0, 0)}.get(padding) if isinstance(padding, str) else None
+    pad = pad or _pair(padding)
+    H = max(1, 3 - 2 * pad[0]) + draw(st.integers(0, 8))
+    W = max(1, 3 - 2 * pad[1]) + draw(st.integers(0, 8))
+    N, c_in, c_out = draw(batch), draw(channels), draw(channels)
+    x = arrays(draw, (N, c_in, H, W), dtype)
+    w = arrays(draw, (c_out, c_in, 3, 3), dtype)
+    b = arrays(draw, (c_out,), dtype) if draw(st.booleans()) else None
+    return x, w, b, dict(padding=padding)

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from minicnn.kernels import parallel
+from minicnn.kernels import parallel, winograd
 from minicnn.kernels.im2col import col2im, col2im_unit, im2col, im2col_unit
 
 # -- the NumPy twin: one strided slice of the padded input per kernel tap --------------------
@@ -199,7 +199,7 @@ class ConvPlan:
         grad_x = np.empty(x.shape, dtype=self.dtype) if input_grad else None  # (N, C, H, W)
 
         def task(start, stop):
-            grad_w = np.zeros((self.G, self.Og, self.K), dtype=self.dtype)  # this slice's sum
+            grad_w = np.zeros(self.grad_w_shape, dtype=self.dtype)  # this slice's sum
             grad_b = np.zeros(self.C_out, dtype=self.dtype)
             for n0, n1 in self.chunks(start, stop):
                 part = None if grad_x is None else grad_x[n0:n1]
@@ -211,13 +211,103 @@ class ConvPlan:
         for grad_w, grad_b in partials[1:]:  # in slice order: the same sum on every run
             grad_weight += grad_w
             grad_bias += grad_b
-        return grad_x, grad_weight.reshape(self.weight.shape), grad_bias
+        return grad_x, self.grad_weight(grad_weight), grad_bias
+
+    @property
+    def grad_w_shape(self) -> tuple[int, ...]:
+        """The shape ``backward`` sums weight gradients in."""
+        return (self.G, self.Og, self.K)
+
+    def grad_weight(self, grad_w):
+        """The weight gradient, (C_out, Cg, kH, kW), from ``backward``'s sum."""
+        return grad_w.reshape(self.weight.shape)
+
+
+class WinogradPlan(ConvPlan):
+    """A 3x3, stride-1, ungrouped conv2d by Winograd's F(2x2, 3x3) (``minicnn.kernels.winograd``):
+    per chunk, the input tiles' transform, 16 BLAS products and the output transform. The
+    weight gradient is summed in the transformed domain, (16, C_out, C), and brought back to
+    3x3 once for the batch."""
+
+    def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
+        super().__init__(x_shape, weight, bias, stride, padding, dilation, groups, dtype)
+        C_out, C = weight.shape[:2]
+        self.tH, self.tW = winograd.tiles_for((self.oH, self.oW))
+        self.T = self.tH * self.tW  # tiles per image
+        self.U = np.empty((16, C_out, C), dtype=self.dtype)  # the filters, transformed
+        winograd.filter_transform(weight, self.U)
+        self.bias_vector = np.empty(0, self.dtype) if bias is None else bias.astype(self.dtype)
+        # per image: its tiles' transform (and its transpose, or gradient) and the products
+        self.chunk = parallel.chunk_size(16 * self.T * (2 * C + C_out) * self.dtype.itemsize)
+
+    def _transform_input(self, x):
+        """V = the chunk's input tiles, transformed: (16, C, b*T) in scratch space."""
+        C = x.shape[1]
+        xpad = parallel.scratch("pad", (C, 2 * self.tH + 2, 2 * self.tW + 2), self.dtype)
+        V = parallel.scratch("tiles", (16, C, x.shape[0] * self.T), self.dtype)
+        winograd.input_transform(x, self.padding[0], self.padding[2], xpad, V)
+        return V, xpad
+
+    def forward(self, x, out) -> None:
+        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
+        V, _ = self._transform_input(x)  # (16, C, b*T)
+        M = parallel.scratch("products", (16, self.C_out, V.shape[2]), self.dtype)
+        np.matmul(self.U, V, out=M)  # (16, C_out, b*T)
+        winograd.output_transform(M, self.bias_vector, out)
+
+    def backward(self, grad, x, grad_u, grad_b, grad_x) -> None:
+        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (16, C_out, C)
+        and its bias gradient into ``grad_b``; write its input gradient unless None."""
+        b, C = x.shape[:2]
+        dM = parallel.scratch("products", (16, self.C_out, b * self.T), self.dtype)
+        winograd.grad_output_transform(grad, dM)  # (16, C_out, b*T)
+        V, xpad = self._transform_input(x)  # (16, C, b*T)
+        V_t = parallel.scratch("tiles_t", (16, b * self.T, C), self.dtype)
+        np.copyto(V_t, V.transpose(0, 2, 1))  # BLAS multiplies by it faster laid out so
+        chunk_u = parallel.scratch("grad_u", (16, self.C_out, C), self.dtype)
+        np.matmul(dM, V_t, out=chunk_u)
+        grad_u += chunk_u
+        grad_b += grad.reshape(b, self.C_out, self.L).sum(axis=(0, 2))
+        if grad_x is not None:
+            np.matmul(self.U_t, dM, out=V)  # the tiles' gradient, (16, C, b*T), over V
+            winograd.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
+
+    @functools.cached_property
+    def U_t(self):
+        """The transformed filters, transposed: (16, C, C_out)."""
+        return np.ascontiguousarray(self.U.transpose(0, 2, 1))
+
+    @property
+    def grad_w_shape(self) -> tuple[int, ...]:
+        return self.U.shape
+
+    def grad_weight(self, grad_u):
+        grad_weight = np.empty(self.weight.shape, dtype=self.dtype)  # (C_out, C, 3, 3)
+        winograd.grad_filter_transform(grad_u, grad_weight)
+        return grad_weight
+
+
+WINOGRAD_MIN_CHANNELS = 8  # with fewer input channels, im2col's one product is faster
+
+
+def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -> ConvPlan:
+    """The faster plan for this conv2d: Winograd for 3x3 kernels at stride and dilation 1
+    without groups (the deck's convs after the first), im2col + BLAS for the rest."""
+    winograd_fits = (
+        weight.shape[2:] == (3, 3)
+        and stride == (1, 1)
+        and dilation == (1, 1)
+        and groups == 1
+        and x_shape[1] >= WINOGRAD_MIN_CHANNELS
+    )
+    kind = WinogradPlan if winograd_fits else ConvPlan
+    return kind(x_shape, weight, bias, stride, padding, dilation, groups, dtype)
 
 
 def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
     """out = conv2d(x, weight, bias): per chunk of images, im2col and a BLAS product."""
     x = np.ascontiguousarray(x)
-    plan = ConvPlan(x.shape, weight, bias, stride, padding, dilation, groups, x.dtype)
+    plan = make_plan(x.shape, weight, bias, stride, padding, dilation, groups, x.dtype)
     out = np.empty(plan.out_shape, dtype=x.dtype)  # (N, C_out, oH, oW)
 
     def task(start, stop):
@@ -236,5 +326,5 @@ def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups
     """
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
-    plan = ConvPlan(x.shape, weight, None, stride, padding, dilation, groups, x.dtype)
+    plan = make_plan(x.shape, weight, None, stride, padding, dilation, groups, x.dtype)
     return plan.backward_batch(lambda n0, n1: grad_out[n0:n1], x, input_grad)

@@ -86,7 +86,7 @@ def _has_empty_windows(in_hw, kernel, stride, padding, dilation, out_hw) -> bool
 def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
     """(out, indices) of max_pool2d(relu(conv2d(x))), fused (see the module docstring)."""
     x = np.ascontiguousarray(x)
-    plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
+    plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     kernel, stride, padding, dilation, out_hw = pool_args
     N, C_out, oH, oW = plan.out_shape
     out = np.empty((N, C_out, *out_hw), dtype=x.dtype)  # (N, C_out, oH', oW')
@@ -108,12 +108,12 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     """(grad_x, grad_weight, grad_bias), chunk by chunk (see the module docstring)."""
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
-    plan = conv.ConvPlan(x.shape, weight, None, *conv_args, x.dtype)
+    plan = conv.make_plan(x.shape, weight, None, *conv_args, x.dtype)
     _, C_out, oH, oW = plan.out_shape
 
     recompute = _has_empty_windows((oH, oW), *pool_args)
     if recompute:  # (rare) the conv's output is needed: it will be computed again, with bias
-        forward_plan = conv.ConvPlan(x.shape, weight, bias, *conv_args, x.dtype)
+        forward_plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space

@@ -1,0 +1,308 @@
+"""Winograd F(2x2, 3x3): a 3x3, stride-1 conv2d with 2.25 times fewer multiplications.
+
+Direct convolution spends 9 multiplications per input channel on each output pixel: 36 for
+a 2x2 block of outputs. Winograd's minimal filtering computes that block from the 4x4 input
+tile ``d`` under it and the 3x3 filter ``g`` with 16, all of them in one elementwise product:
+
+    Y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T        # (2, 2) = the conv's 2x2 block
+
+A whole layer transforms every filter once, ``U = G g G.T`` (16, C_out, C), every 4x4 input
+tile (tiles overlap by 2 pixels), ``V = BT d BT.T`` (16, C, tiles), and the sums over input
+channels become 16 matrix products, one per position of the 4x4 tile:
+
+    M[k] = U[k] @ V[k]        # (C_out, C) @ (C, tiles), k = 0..15
+
+after which each tile's 16 numbers go back to a 2x2 block of outputs, ``Y = AT M AT.T``. The
+deck's conv2 (32 -> 64 channels, 14x14) then needs 3.2 MFLOP per image instead of 7.2.
+
+The backward pass is the forward's adjoint, step by step in reverse. The output gradient's
+2x2 blocks go to the tile domain, ``dM = AT.T dY AT``; then ``dU[k] = dM[k] @ V[k].T`` (the
+weight gradient, summed over tiles, back to 3x3 by ``G.T dU G``) and ``dV[k] = U[k].T @
+dM[k]`` (each input tile's gradient ``BT.T dV BT``, added onto the pixels the tile covers).
+Every step is exact algebra, so the results equal direct convolution's up to round-off, which
+the transforms' small integer and 1/2 coefficients keep at a few units in the last place.
+
+Shapes: x (N, C, H, W), weight (C_out, C, 3, 3), ``padding = (top, bottom, left, right)``,
+out (N, C_out, oH, oW) with oH = H + top + bottom - 2; tH = ceil(oH / 2) tile rows, tW tile
+columns, T = tH * tW tiles per image; tiles past the last output read zeros and are dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import sliding_window_view
+
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3)
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])  # (4, 4)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
+
+
+def tiles_for(out_hw: tuple[int, int]) -> tuple[int, int]:
+    """(tH, tW): how many 2x2 output blocks cover an oH x oW output."""
+    return (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
+
+
+# -- the NumPy twin: the formulas above, one array expression each ---------------------------
+
+
+def _padded(x, padding, tH, tW):
+    """x zero-padded to the (2tH + 2, 2tW + 2) plane its tiles cover, (N, C, 2tH+2, 2tW+2)."""
+    top, _, left, _ = padding
+    _, _, H, W = x.shape
+    return np.pad(x, ((0, 0), (0, 0), (top, 2 * tH + 2 - H - top), (left, 2 * tW + 2 - W - left)))
+
+
+def conv2d_forward_numpy(x, weight, bias, padding):
+    """out = conv2d(x, weight, bias, padding=padding) for a 3x3 kernel, stride 1, by tiles."""
+    N, C, H, W = x.shape
+    C_out = weight.shape[0]
+    top, bottom, left, right = padding
+    oH, oW = H + top + bottom - 2, W + left + right - 2
+    tH, tW = tiles_for((oH, oW))
+    g, bt, at = (m.astype(x.dtype) for m in (G, BT, AT))
+
+    xpad = _padded(x, padding, tH, tW)  # (N, C, 2tH+2, 2tW+2)
+    d = sliding_window_view(xpad, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, tH, tW, 4, 4)
+    V = bt @ d @ bt.T  # (N, C, tH, tW, 4, 4): the input tiles, transformed
+    U = g @ weight @ g.T  # (C_out, C, 4, 4): the filters, transformed
+    M = np.einsum("nctuab,ocab->notuab", V, U)  # (N, C_out, tH, tW, 4, 4): 16 sums over c
+    Y = at @ M @ at.T  # (N, C_out, tH, tW, 2, 2): each tile's 2x2 block of outputs
+    out = Y.transpose(0, 1, 2, 4, 3, 5).reshape(N, C_out, 2 * tH, 2 * tW)[:, :, :oH, :oW]
+    out = np.ascontiguousarray(out)  # (N, C_out, oH, oW)
+    if bias is not None:
+        out += bias[None, :, None, None]
+    return out
+
+
+def conv2d_backward_numpy(grad_out, x, weight, padding, input_grad=True):
+    """(grad_x, grad_weight, grad_bias) of ``conv2d_forward_numpy``: its steps' adjoints."""
+    N, C, H, W = x.shape
+    C_out = weight.shape[0]
+    top, _, left, _ = padding
+    _, _, oH, oW = grad_out.shape
+    tH, tW = tiles_for((oH, oW))
+    g, bt, at = (m.astype(x.dtype) for m in (G, BT, AT))
+
+    xpad = _padded(x, padding, tH, tW)  # (N, C, 2tH+2, 2tW+2)
+    d = sliding_window_view(xpad, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, tH, tW, 4, 4)
+    V = bt @ d @ bt.T  # (N, C, tH, tW, 4, 4)
+    U = g @ weight @ g.T  # (C_out, C, 4, 4)
+    dY = np.pad(grad_out, ((0, 0), (0, 0), (0, 2 * tH - oH), (0, 2 * tW - oW)))
+    dY = dY.reshape(N, C_out, tH, 2, tW, 2).transpose(0, 1, 2, 4, 3, 5)  # (N, C_out, tH, tW, 2, 2)
+    dM = at.T @ dY @ at  # (N, C_out, tH, tW, 4, 4)
+    dU = np.einsum("notuab,nctuab->ocab", dM, V)  # (C_out, C, 4, 4)
+    grad_weight = g.T @ dU @ g  # (C_out, C, 3, 3)
+    grad_bias = grad_out.sum(axis=(0, 2, 3))
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    dV = np.einsum("notuab,ocab->nctuab", dM, U)  # (N, C, tH, tW, 4, 4)
+    dd = bt.T @ dV @ bt  # (N, C, tH, tW, 4, 4): each input tile's gradient
+    grad_pad = np.zeros_like(xpad)  # (N, C, 2tH+2, 2tW+2)
+    for a in range(4):  # tiles overlap: add each tile position's share onto its pixels
+        for b in range(4):
+            grad_pad[:, :, a : a + 2 * tH : 2, b : b + 2 * tW : 2] += dd[..., a, b]
+    grad_x = np.ascontiguousarray(grad_pad[:, :, top : top + H, left : left + W])
+    return grad_x, grad_weight, grad_bias
+
+
+# -- the fast path: the transforms as loops, the 16 products by BLAS --------------------------
+#
+# Each transform is a 4-point (or 2-point) butterfly applied to rows, then to columns. The
+# kernels take a chunk of images; matrices in the tile domain keep the chunk's tiles side by
+# side, (16, channels, N*T), so each of the 16 products is one wide BLAS call.
+
+
+@njit(inline="always")
+def _bt(d0, d1, d2, d3):
+    """BT @ (d0, d1, d2, d3)."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(inline="always")
+def _b(v0, v1, v2, v3):
+    """BT.T @ (v0, v1, v2, v3)."""
+    return v0, v1 - v2 + v3, v1 + v2 - v0, -v3
+
+
+@njit(inline="always")
+def _at(m0, m1, m2, m3):
+    """AT @ (m0, m1, m2, m3)."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(inline="always")
+def _a(y0, y1):
+    """AT.T @ (y0, y1)."""
+    return y0, y0 + y1, y0 - y1, -y1
+
+
+@njit(cache=True, nogil=True)
+def filter_transform(weight, U):
+    """U[4a + b, o, c] = (G @ weight[o, c] @ G.T)[a, b]; weight (C_out, C, 3, 3),
+    U (16, C_out, C)."""
+    C_out, C = weight.shape[:2]
+    rows = np.empty((4, 3), dtype=U.dtype)  # G @ weight[o, c]
+    for o in range(C_out):
+        for c in range(C):
+            w = weight[o, c]
+            for q in range(3):
+                rows[0, q] = w[0, q]
+                rows[1, q] = 0.5 * (w[0, q] + w[1, q] + w[2, q])
+                rows[2, q] = 0.5 * (w[0, q] - w[1, q] + w[2, q])
+                rows[3, q] = w[2, q]
+            for a in range(4):  # then (G @ w) @ G.T, row by row
+                r0, r1, r2 = rows[a, 0], rows[a, 1], rows[a, 2]
+                U[4 * a, o, c] = r0
+                U[4 * a + 1, o, c] = 0.5 * (r0 + r1 + r2)
+                U[4 * a + 2, o, c] = 0.5 * (r0 - r1 + r2)
+                U[4 * a + 3, o, c] = r2
+
+
+@njit(cache=True, nogil=True)
+def grad_filter_transform(dU, grad_weight):
+    """grad_weight[o, c] = G.T @ dU[:, o, c].reshape(4, 4) @ G, ``filter_transform``'s
+    adjoint; dU (16, C_out, C), grad_weight (C_out, C, 3, 3)."""
+    C_out, C = grad_weight.shape[:2]
+    cols = np.empty((4, 3), dtype=dU.dtype)  # dU[:, o, c].reshape(4, 4) @ G
+    for o in range(C_out):
+        for c in range(C):
+            for a in range(4):
+                u0, u1, u2, u3 = (
+                    dU[4 * a, o, c],
+                    dU[4 * a + 1, o, c],
+                    dU[4 * a + 2, o, c],
+                    dU[4 * a + 3, o, c],
+                )
+                cols[a, 0] = u0 + 0.5 * (u1 + u2)
+                cols[a, 1] = 0.5 * (u1 - u2)
+                cols[a, 2] = 0.5 * (u1 + u2) + u3
+            for q in range(3):  # then G.T @ (dU @ G), column by column
+                c0, c1, c2, c3 = cols[0, q], cols[1, q], cols[2, q], cols[3, q]
+                grad_weight[o, c, 0, q] = c0 + 0.5 * (c1 + c2)
+                grad_weight[o, c, 1, q] = 0.5 * (c1 - c2)
+                grad_weight[o, c, 2, q] = 0.5 * (c1 + c2) + c3
+
+
+@njit(cache=True, nogil=True)
+def input_transform(x, top, left, xpad, V):
+    """V[4a + b, c, n*T + ti*tW + tj] = (BT @ d @ BT.T)[a, b], d the 4x4 tile of image n's
+    zero-padded channel c at (2ti, 2tj). x (N, C, H, W); xpad (C, 2tH + 2, 2tW + 2), scratch;
+    V (16, C, N*T)."""
+    N, C, H, W = x.shape
+    _, Hp, Wp = xpad.shape
+    tH, tW = (Hp - 2) // 2, (Wp - 2) // 2
+    rows = np.empty((4, Wp), dtype=V.dtype)  # BT @ (a tile row's four pixel rows)
+    for n in range(N):
+        xpad[:] = 0
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    xpad[c, h + top, w + left] = x[n, c, h, w]
+        for c in range(C):
+            for ti in range(tH):
+                plane, i = xpad[c], 2 * ti
+                for w in range(Wp):  # BT down the columns, every column of the tile row
+                    e = _bt(plane[i, w], plane[i + 1, w], plane[i + 2, w], plane[i + 3, w])
+                    rows[0, w], rows[1, w], rows[2, w], rows[3, w] = e
+                t0 = (n * tH + ti) * tW
+                for a in range(4):  # then BT along each tile's rows
+                    for tj in range(tW):
+                        j = 2 * tj
+                        v = _bt(rows[a, j], rows[a, j + 1], rows[a, j + 2], rows[a, j + 3])
+                        for b in range(4):
+                            V[4 * a + b, c, t0 + tj] = v[b]
+
+
+@njit(cache=True, nogil=True)
+def output_transform(M, bias, out):
+    """out[n, o, 2ti + i, 2tj + j] = (AT @ M[:, o, n*T + ti*tW + tj].reshape(4, 4) @ AT.T)[i, j]
+    + bias[o], the blocks cut at the output's edge. M (16, C_out, N*T); bias (C_out,) or empty
+    for none; out (N, C_out, oH, oW)."""
+    N, C_out, oH, oW = out.shape
+    tH, tW = (oH + 1) // 2, (oW + 1) // 2
+    rows = np.empty((4, 2 * tW), dtype=out.dtype)  # each tile's rows times AT.T
+    for n in range(N):
+        for o in range(C_out):
+            b = bias[o] if bias.size > 0 else 0
+            for ti in range(tH):
+                t0 = (n * tH + ti) * tW
+                for a in range(4):  # AT.T along each tile's rows
+                    for tj in range(tW):
+                        t = t0 + tj
+                        y = _at(
+                            M[4 * a, o, t],
+                            M[4 * a + 1, o, t],
+                            M[4 * a + 2, o, t],
+                            M[4 * a + 3, o, t],
+                        )
+                        rows[a, 2 * tj], rows[a, 2 * tj + 1] = y
+                i = 2 * ti
+                for w in range(oW):  # then AT down the columns
+                    y0, y1 = _at(rows[0, w], rows[1, w], rows[2, w], rows[3, w])
+                    out[n, o, i, w] = y0 + b
+                    if i + 1 < oH:
+                        out[n, o, i + 1, w] = y1 + b
+
+
+@njit(cache=True, nogil=True)
+def grad_output_transform(grad, dM):
+    """dM[:, o, n*T + ti*tW + tj] = AT.T @ dY @ AT, dY the 2x2 block of grad[n, o] at
+    (2ti, 2tj) (zeros past the edge): ``output_transform``'s adjoint. grad (N, C_out, oH, oW),
+    dM (16, C_out, N*T)."""
+    N, C_out, oH, oW = grad.shape
+    tH, tW = (oH + 1) // 2, (oW + 1) // 2
+    cols = np.zeros((4, 2 * tW), dtype=dM.dtype)  # AT.T @ (a block row's two rows)
+    for n in range(N):
+        for o in range(C_out):
+            for ti in range(tH):
+                i = 2 * ti
+                if i + 1 < oH:
+                    for w in range(oW):  # AT.T down the columns
+                        e = _a(grad[n, o, i, w], grad[n, o, i + 1, w])
+                        cols[0, w], cols[1, w], cols[2, w], cols[3, w] = e
+                else:  # the last block row of an odd-sized output: one row, zeros below
+                    for w in range(oW):
+                        cols[0, w], cols[1, w], cols[2, w], cols[3, w] = _a(grad[n, o, i, w], 0)
+                t0 = (n * tH + ti) * tW
+                for a in range(4):  # then AT.T along each tile's rows
+                    for b in range(4):  # (b outside: the loop over tiles writes contiguously)
+                        for tj in range(tW):
+                            dM[4 * a + b, o, t0 + tj] = _a(cols[a, 2 * tj], cols[a, 2 * tj + 1])[b]
+
+
+@njit(cache=True, nogil=True)
+def grad_input_transform(dV, top, left, gpad, grad_x):
+    """grad_x = the input gradient from the tiles' ``dV`` (16, C, N*T): each tile's BT.T @ dV
+    @ BT added onto the 4x4 pixels it covers, ``input_transform``'s adjoint. gpad
+    (C, 2tH + 2, 2tW + 2), scratch; grad_x (N, C, H, W), written."""
+    N, C, H, W = grad_x.shape
+    _, Hp, Wp = gpad.shape
+    tH, tW = (Hp - 2) // 2, (Wp - 2) // 2
+    rows = np.empty((4, Wp), dtype=gpad.dtype)  # a tile row's gradients times BT, added up
+    for n in range(N):
+        gpad[:] = 0
+        for c in range(C):
+            for ti in range(tH):
+                rows[:] = 0
+                t0 = (n * tH + ti) * tW
+                for a in range(4):  # BT.T along each tile's rows, onto the columns it covers
+                    for tj in range(tW):
+                        t, j = t0 + tj, 2 * tj
+                        e = _b(
+                            dV[4 * a, c, t],
+                            dV[4 * a + 1, c, t],
+                            dV[4 * a + 2, c, t],
+                            dV[4 * a + 3, c, t],
+                        )
+                        for q in range(4):
+                            rows[a, j + q] += e[q]
+                plane, i = gpad[c], 2 * ti
+                for w in range(Wp):  # then BT.T down the columns, onto the four pixel rows
+                    d = _b(rows[0, w], rows[1, w], rows[2, w], rows[3, w])
+                    for p in range(4):
+                        plane[i + p, w] += d[p]
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    grad_x[n, c, h, w] = gpad[c, h + top, w + left]

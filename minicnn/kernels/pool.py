@@ -170,30 +170,73 @@ def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=Fals
                     indices[n, c, i, j] = best_index
 
 
+@njit(inline="always")
+def max_of_2x2(a, b, c, d, W):
+    """(max, offset of the first maximum in row-major order) of the window [[a, b], [c, d]]
+    of a plane W wide, for windows without NaN: selects only, no branches, so that the loop
+    over windows vectorises."""
+    best, k = a, 0
+    k = 1 if b > best else k
+    best = b if b > best else best
+    k = W if c > best else k
+    best = c if c > best else best
+    k = W + 1 if d > best else k
+    best = d if d > best else best
+    return best, k
+
+
+@njit(inline="always")
+def max_of_2x2_nan(a, b, c, d, W):
+    """``max_of_2x2`` with torch's NaN rule, for windows with one: a NaN wins."""
+    best, k = a, 0
+    if b > best or b != b:
+        best, k = b, 1
+    if c > best or c != c:
+        best, k = c, W
+    if d > best or d != d:
+        best, k = d, W + 1
+    return best, k
+
+
+@njit(inline="always")
+def max_pool_row_2x2(top, bottom, W, base, out, indices, relu):
+    """One row of 2x2 windows over the rows ``top`` and ``bottom`` (row ``base // W`` of a
+    plane W wide, and the next): out[j], indices[j] for window j. The row is first pooled by
+    selects (``max_of_2x2``), and again with the NaN rule only if it holds a NaN."""
+    nan = False
+    for j in range(out.size):
+        a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+        nan |= (a != a) | (b != b) | (c != c) | (d != d)
+        best, k = max_of_2x2(a, b, c, d, W)
+        if relu:  # see max_pool2d_kernel
+            k = k if best > 0 else 0
+            best = best if best > 0 else 0.0
+        out[j] = best
+        indices[j] = base + 2 * j + k
+    if nan:
+        for j in range(out.size):
+            best, k = max_of_2x2_nan(
+                top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1], W
+            )
+            if relu and not (best > 0 or best != best):
+                best, k = 0.0, 0
+            out[j] = best
+            indices[j] = base + 2 * j + k
+
+
 @njit(cache=True, nogil=True)
 def max_pool2d_2x2_kernel(x, out, indices, relu=False):
     """``max_pool2d_kernel`` for kernel 2, stride 2, no padding, no dilation and every window
-    inside the input (the deck's pools), with the window's size known to the compiler:
-    twice as fast."""
+    inside the input (the deck's pools), row by row with ``max_pool_row_2x2``: the window's
+    shape known to the compiler and no branches, six times faster than the general scan."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape
     for n in range(N):
         for c in range(C):
             plane = x[n, c]
             for i in range(oH):
-                for j in range(oW):
-                    best = -np.inf
-                    best_index = 2 * i * W + 2 * j
-                    for a in range(2):
-                        for b in range(2):
-                            value = plane[2 * i + a, 2 * j + b]
-                            if value > best or value != value:
-                                best = value
-                                best_index = (2 * i + a) * W + 2 * j + b
-                    if relu and not (best > 0 or best != best):
-                        best, best_index = 0.0, 2 * i * W + 2 * j  # see max_pool2d_kernel
-                    out[n, c, i, j] = best
-                    indices[n, c, i, j] = best_index
+                max_pool_row_2x2(plane[2 * i], plane[2 * i + 1], W, 2 * i * W, out[n, c, i],
+                                 indices[n, c, i], relu)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)

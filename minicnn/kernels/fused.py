@@ -73,6 +73,39 @@ def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
                         plane[h, w] += grad_out[n, c, i, j]
 
 
+@njit(cache=True, nogil=True)
+def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, grad_y):
+    """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools without padding: each
+    pixel lies in one window at most, so each window writes its four pixels, the winner's
+    gradient and three zeros, by selects: no zeroing pass, no scattered adds. A plane whose
+    indices leave their windows (not the forward pass's) goes to the general kernel."""
+    N, C, H, W = grad_y.shape
+    _, _, oH, oW = grad_out.shape
+    for n in range(N):
+        for c in range(C):
+            plane = grad_y[n, c]
+            stray = False
+            for i in range(oH):
+                top, bottom, base = plane[2 * i], plane[2 * i + 1], 2 * i * W
+                for j in range(oW):
+                    k = indices[n, c, i, j] - base - 2 * j  # the winner: 0, 1, W or W + 1
+                    stray |= (k != 0) & (k != 1) & (k != W) & (k != W + 1)
+                    g = grad_out[n, c, i, j]
+                    g = 0.0 if out_values[n, c, i, j] <= 0 else g  # relu: blocked at 0 or less
+                    top[2 * j] = g if k == 0 else 0.0
+                    top[2 * j + 1] = g if k == 1 else 0.0
+                    bottom[2 * j] = g if k == W else 0.0
+                    bottom[2 * j + 1] = g if k == W + 1 else 0.0
+            plane[2 * oH :] = 0  # rows and columns no window covers
+            plane[:, 2 * oW :] = 0
+            if stray:
+                nothing = np.empty((0, 0, 0, 0), dtype=grad_y.dtype)
+                relu_max_pool2d_backward_kernel(grad_out[n : n + 1, c : c + 1],
+                                                indices[n : n + 1, c : c + 1],
+                                                out_values[n : n + 1, c : c + 1], nothing,
+                                                grad_y[n : n + 1, c : c + 1])  # fmt: skip
+
+
 def _has_empty_windows(in_hw, kernel, stride, padding, dilation, out_hw) -> bool:
     """Whether a pool window lies wholly in the padding (possible with dilation): its max is
     -inf, yet its index names a real pixel, whose relu gradient only the conv output knows."""
@@ -115,14 +148,20 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     if recompute:  # (rare) the conv's output is needed: it will be computed again, with bias
         forward_plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
+    kernel, stride, padding, dilation, out_hw = pool_args
+    two_by_two = kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
+    two_by_two = two_by_two and 2 * out_hw[0] <= oH and 2 * out_hw[1] <= oW
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
+        g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
+        if two_by_two:
+            relu_max_pool2d_2x2_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], g)
+            return g
         y = nothing
         if recompute:
             conv_out = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
             forward_plan.forward(x[n0:n1], conv_out)
             y = conv_out
-        g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
         relu_max_pool2d_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], y, g)
         return g
 

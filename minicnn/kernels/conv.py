@@ -236,9 +236,13 @@ class WinogradPlan(ConvPlan):
         self.T = self.tH * self.tW  # tiles per image
         self.U = np.empty((16, C_out, C), dtype=self.dtype)  # the filters, transformed
         winograd.filter_transform(weight, self.U)
-        self.bias_vector = np.empty(0, self.dtype) if bias is None else bias.astype(self.dtype)
-        # per image: its tiles' transform (and its transpose, or gradient) and the products
-        self.chunk = parallel.chunk_size(16 * self.T * (2 * C + C_out) * self.dtype.itemsize)
+        self.bias_vector = np.zeros(C_out, self.dtype) if bias is None else bias.astype(self.dtype)
+        # per image: its tiles' transform (and its transpose, or gradient) and the products.
+        # Each of the 16 products touches a sixteenth of them at a time, so chunks of twice
+        # the L2 budget still run from cache, and fewer, wider products are faster (by 7% on
+        # the deck's conv2, measured against 1 MiB; 4 MiB was slower)
+        per_image = 16 * self.T * (2 * C + C_out) * self.dtype.itemsize
+        self.chunk = parallel.chunk_size(per_image, 2 * 1024 * 1024)
 
     def _transform_input(self, x):
         """V = the chunk's input tiles, transformed: (16, C, b*T) in scratch space."""

@@ -217,29 +217,28 @@ def input_transform(x, top, left, xpad, V):
 @njit(cache=True, nogil=True)
 def output_transform(M, bias, out):
     """out[n, o, 2ti + i, 2tj + j] = (AT @ M[:, o, n*T + ti*tW + tj].reshape(4, 4) @ AT.T)[i, j]
-    + bias[o], the blocks cut at the output's edge. M (16, C_out, N*T); bias (C_out,) or empty
-    for none; out (N, C_out, oH, oW)."""
+    + bias[o], the blocks cut at the output's edge. M (16, C_out, N*T); bias (C_out,) (zeros
+    for none); out (N, C_out, oH, oW)."""
     N, C_out, oH, oW = out.shape
     tH, tW = (oH + 1) // 2, (oW + 1) // 2
-    rows = np.empty((4, 2 * tW), dtype=out.dtype)  # each tile's rows times AT.T
+    T = tH * tW
+    # each tile's rows times AT.T, for a whole plane: tile t's two columns at 2t and 2t + 1,
+    # which are also the columns 2tj, 2tj + 1 of tile row ti, at 2tW * ti
+    rows = np.empty((4, 2 * T), dtype=out.dtype)
     for n in range(N):
         for o in range(C_out):
-            b = bias[o] if bias.size > 0 else 0
-            for ti in range(tH):
-                t0 = (n * tH + ti) * tW
-                for a in range(4):  # AT.T along each tile's rows
-                    for tj in range(tW):
-                        t = t0 + tj
-                        y = _at(
-                            M[4 * a, o, t],
-                            M[4 * a + 1, o, t],
-                            M[4 * a + 2, o, t],
-                            M[4 * a + 3, o, t],
-                        )
-                        rows[a, 2 * tj], rows[a, 2 * tj + 1] = y
-                i = 2 * ti
-                for w in range(oW):  # then AT down the columns
-                    y0, y1 = _at(rows[0, w], rows[1, w], rows[2, w], rows[3, w])
+            for a in range(4):  # AT.T along every tile's rows: one loop over the plane's tiles
+                m0, m1, m2, m3 = M[4 * a, o], M[4 * a + 1, o], M[4 * a + 2, o], M[4 * a + 3, o]
+                r = rows[a]
+                for t in range(T):
+                    r[2 * t], r[2 * t + 1] = _at(
+                        m0[n * T + t], m1[n * T + t], m2[n * T + t], m3[n * T + t]
+                    )
+            b = bias[o]
+            for ti in range(tH):  # then AT down the columns, two output rows per tile row
+                i, c = 2 * ti, 2 * tW * ti
+                for w in range(oW):
+                    y0, y1 = _at(rows[0, c + w], rows[1, c + w], rows[2, c + w], rows[3, c + w])
                     out[n, o, i, w] = y0 + b
                     if i + 1 < oH:
                         out[n, o, i + 1, w] = y1 + b
@@ -252,23 +251,27 @@ def grad_output_transform(grad, dM):
     dM (16, C_out, N*T)."""
     N, C_out, oH, oW = grad.shape
     tH, tW = (oH + 1) // 2, (oW + 1) // 2
-    cols = np.zeros((4, 2 * tW), dtype=dM.dtype)  # AT.T @ (a block row's two rows)
-    for n in range(N):
+    T = tH * tW
+    cols = np.zeros((4, 2 * T), dtype=dM.dtype)  # AT.T @ each block row, laid out as rows is
+    for n in range(N):  # in output_transform; zeros past the edge stay zeros
         for o in range(C_out):
-            for ti in range(tH):
-                i = 2 * ti
+            for ti in range(tH):  # AT.T down the columns
+                i, c = 2 * ti, 2 * tW * ti
                 if i + 1 < oH:
-                    for w in range(oW):  # AT.T down the columns
+                    for w in range(oW):
                         e = _a(grad[n, o, i, w], grad[n, o, i + 1, w])
-                        cols[0, w], cols[1, w], cols[2, w], cols[3, w] = e
+                        cols[0, c + w], cols[1, c + w], cols[2, c + w], cols[3, c + w] = e
                 else:  # the last block row of an odd-sized output: one row, zeros below
                     for w in range(oW):
-                        cols[0, w], cols[1, w], cols[2, w], cols[3, w] = _a(grad[n, o, i, w], 0)
-                t0 = (n * tH + ti) * tW
-                for a in range(4):  # then AT.T along each tile's rows
-                    for b in range(4):  # (b outside: the loop over tiles writes contiguously)
-                        for tj in range(tW):
-                            dM[4 * a + b, o, t0 + tj] = _a(cols[a, 2 * tj], cols[a, 2 * tj + 1])[b]
+                        e = _a(grad[n, o, i, w], 0)
+                        cols[0, c + w], cols[1, c + w], cols[2, c + w], cols[3, c + w] = e
+            for a in range(4):  # then AT.T along every tile's rows, one loop over the tiles
+                d0, d1, d2, d3 = dM[4 * a, o], dM[4 * a + 1, o], dM[4 * a + 2, o], dM[4 * a + 3, o]
+                ca = cols[a]
+                for t in range(T):
+                    d0[n * T + t], d1[n * T + t], d2[n * T + t], d3[n * T + t] = _a(
+                        ca[2 * t], ca[2 * t + 1]
+                    )
 
 
 @njit(cache=True, nogil=True)

@@ -131,3 +131,46 @@ def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
             for h in range(H):
                 for w in range(W):
                     out[n, c, h, w] = gpad[c, h + pH, w + pW]
+
+
+# -- the products' companions: from the columns' layout to NCHW and back ---------------------
+
+
+@njit(cache=True, nogil=True)
+def products_to_images(prod, bias, out):
+    """out[n, g*Og + o, m] = prod[g, o, n*L + m] + bias[g*Og + o] (no bias when it is empty):
+    the per-group products of a chunk, (G, Og, N*L), back in NCHW order, out (N, C_out, L)."""
+    G, Og, _ = prod.shape
+    N, _, L = out.shape
+    for n in range(N):
+        for g in range(G):
+            for o in range(Og):
+                src, dst = prod[g, o, n * L : (n + 1) * L], out[n, g * Og + o]
+                if bias.size > 0:
+                    b = bias[g * Og + o]
+                    for m in range(L):
+                        dst[m] = src[m] + b
+                else:
+                    dst[:] = src
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the row products' sums vectorise
+def weight_grad_from_columns(grad, cols, out):
+    """out[g, o, k] = sum_{n, m} grad[n, g*Og + o, m] * cols[g, k, n, m]: conv2d's weight
+    gradient from a chunk's output gradient, (N, C_out, L), and its unfolded input, for the
+    convs with few taps (K < 16), where BLAS's (Og, N*L) @ (N*L, K) product runs slowly, and
+    would need the gradient copied into the columns' layout first. out (G, Og, K), written."""
+    N, C_out, L = grad.shape
+    G, K = cols.shape[:2]
+    Og = C_out // G
+    out[:] = 0
+    for n in range(N):
+        for g in range(G):
+            for o in range(Og):
+                row = grad[n, g * Og + o]
+                for k in range(K):
+                    col = cols[g, k, n]
+                    total = out[g, o, k]  # (in out's precision, summed lane by lane)
+                    for m in range(L):
+                        total += row[m] * col[m]
+                    out[g, o, k] = total

@@ -155,14 +155,25 @@ def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=Fals
                     w0, cols = _taps(j * sW - pW, kW, dW, W)
                     best = -np.inf
                     best_index = h0 * W + w0
-                    for a in range(rows):
+                    nan = False
+                    for a in range(rows):  # by selects, which no data can mispredict
                         h = h0 + a * dH
                         for b in range(cols):
                             w = w0 + b * dW
                             value = plane[h, w]
-                            if value > best or value != value:  # a NaN wins
-                                best = value
-                                best_index = h * W + w
+                            nan |= value != value
+                            best_index = h * W + w if value > best else best_index
+                            best = value if value > best else best
+                    if nan:  # the window again, where a NaN wins
+                        best, best_index = -np.inf, h0 * W + w0
+                        for a in range(rows):
+                            h = h0 + a * dH
+                            for b in range(cols):
+                                w = w0 + b * dW
+                                value = plane[h, w]
+                                if value > best or value != value:
+                                    best = value
+                                    best_index = h * W + w
                     if relu and rows > 0 and cols > 0 and not (best > 0 or best != best):
                         # pooling relu(x): all taps are 0 then, and the first one wins
                         best, best_index = 0.0, h0 * W + w0

@@ -137,51 +137,54 @@ def _a(y0, y1):
     return y0, y0 + y1, y0 - y1, -y1
 
 
+@njit(inline="always")
+def _g(w0, w1, w2):
+    """G @ (w0, w1, w2)."""
+    return w0, 0.5 * (w0 + w1 + w2), 0.5 * (w0 - w1 + w2), w2
+
+
+@njit(inline="always")
+def _gt(u0, u1, u2, u3):
+    """G.T @ (u0, u1, u2, u3)."""
+    return u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+
+
 @njit(cache=True, nogil=True)
 def filter_transform(weight, U):
     """U[4a + b, o, c] = (G @ weight[o, c] @ G.T)[a, b]; weight (C_out, C, 3, 3),
-    U (16, C_out, C)."""
-    C_out, C = weight.shape[:2]
-    rows = np.empty((4, 3), dtype=U.dtype)  # G @ weight[o, c]
-    for o in range(C_out):
-        for c in range(C):
-            w = weight[o, c]
-            for q in range(3):
-                rows[0, q] = w[0, q]
-                rows[1, q] = 0.5 * (w[0, q] + w[1, q] + w[2, q])
-                rows[2, q] = 0.5 * (w[0, q] - w[1, q] + w[2, q])
-                rows[3, q] = w[2, q]
-            for a in range(4):  # then (G @ w) @ G.T, row by row
-                r0, r1, r2 = rows[a, 0], rows[a, 1], rows[a, 2]
-                U[4 * a, o, c] = r0
-                U[4 * a + 1, o, c] = 0.5 * (r0 + r1 + r2)
-                U[4 * a + 2, o, c] = 0.5 * (r0 - r1 + r2)
-                U[4 * a + 3, o, c] = r2
+    U (16, C_out, C). Each butterfly runs across all filters at once, writing a few of U's
+    planes at a time: writing all 16, which lie a power of two apart, at once thrashed L1."""
+    F = weight.shape[0] * weight.shape[1]
+    w = weight.reshape(F, 9)  # (F, 3*3)
+    u = U.reshape(16, F)
+    cols = np.empty((4, 3, F), dtype=U.dtype)  # G down each column of each filter
+    for q in range(3):
+        for f in range(F):
+            e = _g(w[f, q], w[f, 3 + q], w[f, 6 + q])
+            cols[0, q, f], cols[1, q, f], cols[2, q, f], cols[3, q, f] = e
+    for a in range(4):  # then G along each row of the results
+        for f in range(F):
+            e = _g(cols[a, 0, f], cols[a, 1, f], cols[a, 2, f])
+            u[4 * a, f], u[4 * a + 1, f], u[4 * a + 2, f], u[4 * a + 3, f] = e
 
 
 @njit(cache=True, nogil=True)
 def grad_filter_transform(dU, grad_weight):
     """grad_weight[o, c] = G.T @ dU[:, o, c].reshape(4, 4) @ G, ``filter_transform``'s
-    adjoint; dU (16, C_out, C), grad_weight (C_out, C, 3, 3)."""
-    C_out, C = grad_weight.shape[:2]
-    cols = np.empty((4, 3), dtype=dU.dtype)  # dU[:, o, c].reshape(4, 4) @ G
-    for o in range(C_out):
-        for c in range(C):
-            for a in range(4):
-                u0, u1, u2, u3 = (
-                    dU[4 * a, o, c],
-                    dU[4 * a + 1, o, c],
-                    dU[4 * a + 2, o, c],
-                    dU[4 * a + 3, o, c],
-                )
-                cols[a, 0] = u0 + 0.5 * (u1 + u2)
-                cols[a, 1] = 0.5 * (u1 - u2)
-                cols[a, 2] = 0.5 * (u1 + u2) + u3
-            for q in range(3):  # then G.T @ (dU @ G), column by column
-                c0, c1, c2, c3 = cols[0, q], cols[1, q], cols[2, q], cols[3, q]
-                grad_weight[o, c, 0, q] = c0 + 0.5 * (c1 + c2)
-                grad_weight[o, c, 1, q] = 0.5 * (c1 - c2)
-                grad_weight[o, c, 2, q] = 0.5 * (c1 + c2) + c3
+    adjoint, the same way round; dU (16, C_out, C), grad_weight (C_out, C, 3, 3)."""
+    F = grad_weight.shape[0] * grad_weight.shape[1]
+    u = dU.reshape(16, F)
+    g = grad_weight.reshape(F, 9)  # (F, 3*3)
+    rows = np.empty((4, 3, F), dtype=dU.dtype)  # G.T along each row of each dU
+    for a in range(4):
+        for f in range(F):
+            e = _gt(u[4 * a, f], u[4 * a + 1, f], u[4 * a + 2, f], u[4 * a + 3, f])
+            rows[a, 0, f], rows[a, 1, f], rows[a, 2, f] = e
+    for q in range(3):  # then G.T down each column of the results
+        for f in range(F):
+            g[f, q], g[f, 3 + q], g[f, 6 + q] = _gt(
+                rows[0, q, f], rows[1, q, f], rows[2, q, f], rows[3, q, f]
+            )
 
 
 @njit(cache=True, nogil=True)

@@ -95,18 +95,19 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
     return grad_x, grad_wg.reshape(weight.shape), grad_bias
 
 
-# -- the fast path: im2col (minicnn.kernels.im2col) + BLAS, images split across threads ----
+# -- the fast path: plans, images split across threads ---------------------------------------
+#
+# Each thread takes a slice of the batch (``minicnn.kernels.parallel``) and walks it a few
+# images at a time with a plan: im2col + BLAS (``ConvPlan``: unfold the chunk's receptive
+# fields into a scratch matrix that fits in L2, multiply, move on) or, for the 3x3 convs,
+# Winograd (``WinogradPlan``). Neither keeps its unfolded input for the backward pass;
+# unfolding a chunk again there costs less than writing the whole batch's out to memory and
+# reading it back. ``make_plan`` picks (benchmarks/README.md gives the measurements).
 
 # Below this many taps per output (K = Cg*kH*kW), the weight gradient's product is summed by
 # a loop rather than BLAS: OpenBLAS ran (32, 6272) @ (6272, 9) at 1.7x the time of
 # (32, 6272) @ (6272, 16), and, called from two threads at once, one at a time (measured).
 SMALL_K = 16
-#
-# Each thread takes a slice of the batch (``minicnn.kernels.parallel``) and walks it a few
-# images at a time: unfold the chunk's receptive fields into a scratch matrix that fits in
-# L2, multiply, move on. The unfolded input is never kept for the backward pass; unfolding
-# a chunk again there costs less than writing the whole batch's columns out to memory and
-# reading them back.
 
 
 def _pad_shape(x, kernel, out_hw):
@@ -181,27 +182,28 @@ class ConvPlan:
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
         """For a chunk: add its weight and bias gradients into ``grad_w`` (G, Og, K) and
         ``grad_b`` (C_out,), and write its input gradient into ``grad_x`` unless None."""
-        b, G, Og, L = x.shape[0], self.G, self.Og, self.L
+        b, G, Og, K, L = x.shape[0], self.G, self.Og, self.K, self.L
         cols = self._unfold(x)  # (G, K, b, L)
-        chunk_w = parallel.scratch("grad_w", (G, Og, self.K), self.dtype)
-        g_wide = None
-        if self.K < SMALL_K:
+        chunk_w = parallel.scratch("grad_w", (G, Og, K), self.dtype)
+        if K < SMALL_K:
             weight_grad_from_columns(grad.reshape(b, self.C_out, L), cols, chunk_w)
         else:
-            g_wide = parallel.scratch("grad_wide", (G, Og, b, L), self.dtype)
-            np.copyto(g_wide, grad.reshape(b, G, Og, L).transpose(1, 2, 0, 3))
-            g_wide = g_wide.reshape(G, Og, b * L)  # (G, Og, b*L)
-            np.matmul(g_wide, cols.reshape(G, self.K, b * L).transpose(0, 2, 1), out=chunk_w)
+            g_wide = self._wide(grad)  # (G, Og, b*L)
+            np.matmul(g_wide, cols.reshape(G, K, b * L).transpose(0, 2, 1), out=chunk_w)
         grad_w += chunk_w
         grad_b += grad.reshape(b, self.C_out, L).sum(axis=(0, 2))
         if grad_x is not None:
-            if g_wide is None:
-                g_wide = parallel.scratch("grad_wide", (G, Og, b, L), self.dtype)
-                np.copyto(g_wide, grad.reshape(b, G, Og, L).transpose(1, 2, 0, 3))
-                g_wide = g_wide.reshape(G, Og, b * L)  # (G, Og, b*L)
-            cols = cols.reshape(G, self.K, b * L)
-            np.matmul(self.w_t, g_wide, out=cols)  # the columns' gradient, (G, K, b*L)
-            self._fold(cols.reshape(G, self.K, b, L), grad_x)
+            g_wide = self._wide(grad) if K < SMALL_K else g_wide  # (G, Og, b*L)
+            np.matmul(self.w_t, g_wide, out=cols.reshape(G, K, b * L))  # the columns' gradient
+            self._fold(cols, grad_x)
+
+    def _wide(self, grad):
+        """A chunk's output gradient (b, C_out, oH, oW) in the columns' layout, (G, Og, b*L),
+        in scratch space."""
+        b, G, Og, L = grad.shape[0], self.G, self.Og, self.L
+        g_wide = parallel.scratch("grad_wide", (G, Og, b, L), self.dtype)
+        np.copyto(g_wide, grad.reshape(b, G, Og, L).transpose(1, 2, 0, 3))
+        return g_wide.reshape(G, Og, b * L)
 
     @functools.cached_property
     def w_t(self):
@@ -307,12 +309,16 @@ class WinogradPlan(ConvPlan):
         return grad_weight
 
 
-WINOGRAD_MIN_CHANNELS = 8  # with fewer input channels, im2col's one product is faster
+# From this many input channels on, Winograd: measured over 3x3 convs, batch 100, one thread,
+# forward and backward, it was 1.2-1.3x faster than im2col + BLAS at 8, level at 4 and
+# 1.3x slower at 2 (its 16 products get too thin)
+WINOGRAD_MIN_CHANNELS = 8
 
 
 def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -> ConvPlan:
     """The faster plan for this conv2d: Winograd for 3x3 kernels at stride and dilation 1
-    without groups (the deck's convs after the first), im2col + BLAS for the rest."""
+    without groups and with channels enough (the deck's convs after the first), im2col +
+    BLAS for the rest."""
     winograd_fits = (
         weight.shape[2:] == (3, 3)
         and stride == (1, 1)
@@ -325,7 +331,7 @@ def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -
 
 
 def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
-    """out = conv2d(x, weight, bias): per chunk of images, im2col and a BLAS product."""
+    """out = conv2d(x, weight, bias): per chunk of images, by the plan ``make_plan`` picks."""
     x = np.ascontiguousarray(x)
     plan = make_plan(x.shape, weight, bias, stride, padding, dilation, groups, x.dtype)
     out = np.empty(plan.out_shape, dtype=x.dtype)  # (N, C_out, oH, oW)
@@ -339,8 +345,8 @@ def conv2d_forward_numba(x, weight, bias, stride, padding, dilation, groups):
 
 
 def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups, input_grad=True):
-    """(grad_x, grad_weight, grad_bias): per chunk of images, im2col again, two BLAS products
-    and col2im (see ``ConvPlan.backward_batch``).
+    """(grad_x, grad_weight, grad_bias): per chunk of images, the plan's backward (im2col
+    again, two BLAS products and col2im; or Winograd's adjoint), see ``ConvPlan.backward_batch``.
 
     ``input_grad=False`` skips grad_x (``None``), as a network's first layer needs no more.
     """

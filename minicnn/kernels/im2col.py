@@ -86,20 +86,40 @@ def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
 
 
 @njit(cache=True, nogil=True)
+def pad_image(x, n, top, left, xpad):
+    """xpad (C, Hp, Wp) = image n of x (N, C, H, W) with ``top`` rows and ``left`` columns of
+    zeros before it and zeros after: the plane the unit-stride kernels (and Winograd's
+    tiles) read without bounds tests."""
+    _, C, H, W = x.shape
+    xpad[:] = 0
+    for c in range(C):
+        for h in range(H):
+            for w in range(W):
+                xpad[c, h + top, w + left] = x[n, c, h, w]
+
+
+@njit(cache=True, nogil=True)
+def unpad_image(gpad, top, left, out, n):
+    """out[n] = gpad's (H, W) window at (top, left): ``pad_image``'s adjoint, which drops
+    the padding's gradient."""
+    _, C, H, W = out.shape
+    for c in range(C):
+        for h in range(H):
+            for w in range(W):
+                out[n, c, h, w] = gpad[c, h + top, w + left]
+
+
+@njit(cache=True, nogil=True)
 def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
     """im2col for stride 1 and dilation 1, the deck's case, through a zero-padded copy
     ``xpad`` (C, H + 2pH', W + 2pW') of each image: no bounds tests in the inner loop, which
     the compiler then vectorises (three times faster than the general ``im2col``).
     """
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     G = out.shape[0]
     Cg = C // G
     for n in range(N):
-        xpad[:] = 0
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    xpad[c, h + pH, w + pW] = x[n, c, h, w]
+        pad_image(x, n, pH, pW, xpad)
         for c in range(C):
             g = c // Cg
             for p in range(kH):
@@ -114,7 +134,7 @@ def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
 def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
     """col2im for stride 1 and dilation 1: accumulate into the zero-padded ``gpad``
     (C, Hp, Wp), then copy its interior out (see ``im2col_unit``)."""
-    N, C, H, W = out.shape
+    N, C = out.shape[:2]
     G = cols.shape[0]
     Cg = C // G
     for n in range(N):
@@ -127,10 +147,7 @@ def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
                     for i in range(oH):
                         for j in range(oW):
                             gpad[c, i + p, j + q] += row[i * oW + j]
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    out[n, c, h, w] = gpad[c, h + pH, w + pW]
+        unpad_image(gpad, pH, pW, out, n)
 
 
 # -- the products' companions: from the columns' layout to NCHW and back ---------------------

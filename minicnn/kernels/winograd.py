@@ -33,6 +33,8 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
+from minicnn.kernels.im2col import pad_image, unpad_image
+
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3)
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])  # (4, 4)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
@@ -192,16 +194,12 @@ def input_transform(x, top, left, xpad, V):
     """V[4a + b, c, n*T + ti*tW + tj] = (BT @ d @ BT.T)[a, b], d the 4x4 tile of image n's
     zero-padded channel c at (2ti, 2tj). x (N, C, H, W); xpad (C, 2tH + 2, 2tW + 2), scratch;
     V (16, C, N*T)."""
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     _, Hp, Wp = xpad.shape
     tH, tW = (Hp - 2) // 2, (Wp - 2) // 2
     rows = np.empty((4, Wp), dtype=V.dtype)  # BT @ (a tile row's four pixel rows)
     for n in range(N):
-        xpad[:] = 0
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    xpad[c, h + top, w + left] = x[n, c, h, w]
+        pad_image(x, n, top, left, xpad)
         for c in range(C):
             for ti in range(tH):
                 plane, i = xpad[c], 2 * ti
@@ -282,7 +280,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
     """grad_x = the input gradient from the tiles' ``dV`` (16, C, N*T): each tile's BT.T @ dV
     @ BT added onto the 4x4 pixels it covers, ``input_transform``'s adjoint. gpad
     (C, 2tH + 2, 2tW + 2), scratch; grad_x (N, C, H, W), written."""
-    N, C, H, W = grad_x.shape
+    N, C = grad_x.shape[:2]
     _, Hp, Wp = gpad.shape
     tH, tW = (Hp - 2) // 2, (Wp - 2) // 2
     rows = np.empty((4, Wp), dtype=gpad.dtype)  # a tile row's gradients times BT, added up
@@ -308,7 +306,4 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
                     d = _b(rows[0, w], rows[1, w], rows[2, w], rows[3, w])
                     for p in range(4):
                         plane[i + p, w] += d[p]
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    grad_x[n, c, h, w] = gpad[c, h + top, w + left]
+        unpad_image(gpad, top, left, grad_x, n)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import flops, gpu, suite, validate
+from benchmarks import flops, gpu, seeds, suite, validate
 from benchmarks.engines import SEED
 
 TINY = [
@@ -126,3 +126,19 @@ def test_flops_of_the_cnn():
     assert layers["layer2.0"].backward_macs == 2 * layers["layer2.0"].forward_macs
     assert layers["fc"].forward_macs == 3136 * 10
     assert layers["layer1.1"].forward_macs == 0  # ReLU
+
+
+def test_seed_table_gives_each_engines_spread():
+    rows = [
+        {"model": "cnn", "engine": engine, "seed": seed, "accuracy": accuracy}
+        for engine, seed, accuracy in [("minicnn", 1, 0.9890), ("minicnn", 2, 0.9902),
+                                       ("torch", 1, 0.9897), ("torch", 2, 0.9885)]
+    ]  # fmt: skip
+    lines = seeds.table(rows, ["minicnn", "torch"]).splitlines()
+    assert lines[2:] == [
+        "| cnn | 1 | 0.9890 | 0.9897 |",
+        "| cnn | 2 | 0.9902 | 0.9885 |",
+        "| cnn | *mean* | 0.9896 | 0.9891 |",
+        "| cnn | *lowest* | 0.9890 | 0.9885 |",
+        "| cnn | *highest* | 0.9902 | 0.9897 |",
+    ]

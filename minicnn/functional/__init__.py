@@ -26,7 +26,7 @@ from minicnn.functional.activation import (
     softmax,
     softmax_backward,
 )
-from minicnn.functional.conv import conv2d, conv2d_backward, conv2d_forward, conv_output_size
+from minicnn.functional.conv import conv2d, conv2d_backward, conv_output_size
 from minicnn.functional.fused import conv2d_relu_max_pool2d, conv2d_relu_max_pool2d_backward
 from minicnn.functional.loss import cross_entropy, cross_entropy_backward
 from minicnn.functional.pool import (
@@ -42,7 +42,6 @@ __all__ = [
     "avg_pool2d_backward",
     "conv2d",
     "conv2d_backward",
-    "conv2d_forward",
     "conv2d_relu_max_pool2d",
     "conv2d_relu_max_pool2d_backward",
     "conv_output_size",

@@ -124,29 +124,16 @@ def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
     return out if batched else out[0]
 
 
-def conv2d_forward(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-                   stride=1, padding: Padding = 0, dilation=1, groups: int = 1,
-                   ) -> tuple[np.ndarray, object]:  # fmt: skip
-    """``(conv2d(...), workspace)``, for ``conv2d_backward(..., workspace=)``.
-
-    The workspace is always ``None`` now: the fast kernels unfold each chunk of images again in
-    the backward pass rather than keep the whole batch's unfolded input (see
-    ``minicnn.kernels.conv``). The pair stays for code written against it.
-    """
-    return conv2d(input, weight, bias, stride, padding, dilation, groups), None
-
-
 def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarray,
                     stride=1, padding: Padding = 0, dilation=1, groups: int = 1,
                     output_mask: tuple[bool, bool, bool] = (True, True, True),
-                    workspace: object = None) -> tuple[np.ndarray | None, ...]:  # fmt: skip
+                    ) -> tuple[np.ndarray | None, ...]:  # fmt: skip
     """Gradients of ``conv2d`` with respect to (input, weight, bias).
 
     Args:
         grad_output: the gradient of the loss with respect to conv2d's output.
         input, weight, stride, padding, dilation, groups: as given to ``conv2d``.
         output_mask: which of the three gradients to compute; the others come back as None.
-        workspace: what ``conv2d_forward`` returned beside the output (None), or None.
 
     Shape:
         grad_input like input, grad_weight like weight, grad_bias (C_out,).
@@ -155,21 +142,11 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
         input, weight, None, stride, padding, dilation, groups, op="conv2d_backward"
     )
     N, C_out = x.shape[0], weight.shape[0]
-    _, _, kH, kW = weight.shape
     oH, oW = _out_hw(x, weight, stride, pads, dilation)
     expected = (N, C_out, oH, oW) if batched else (C_out, oH, oW)
     grad = check.gradient(grad_output, expected, x.dtype, "conv2d_backward")
     grad = grad if batched else grad[None]
     output_mask = check.output_mask(output_mask, "conv2d_backward")
-    if workspace is not None:
-        columns_shape = (groups, weight.shape[1] * kH * kW, N * oH * oW)  # (G, K, N*L)
-        if not (isinstance(workspace, np.ndarray) and workspace.shape == columns_shape
-                and workspace.dtype == x.dtype and workspace.flags.c_contiguous):  # fmt: skip
-            raise ValueError(
-                f"conv2d_backward: workspace must be what conv2d_forward returned for this "
-                f"input and weight (a contiguous {x.dtype} array of shape {columns_shape}) or "
-                f"None, got {_what(workspace)}"
-            )
     backward = kernels.pick(K.conv2d_backward_numpy, K.conv2d_backward_numba)
     grad_x, grad_w, grad_b = backward(grad, x, weight, stride, pads, dilation, groups,
                                       input_grad=bool(output_mask[0]))  # fmt: skip
@@ -180,7 +157,3 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
         grad_w if output_mask[1] else None,
         grad_b if output_mask[2] else None,
     )
-
-
-def _what(value) -> str:
-    return check.describe(value) if isinstance(value, np.ndarray) else type(value).__name__

@@ -58,6 +58,16 @@ def table(rows: list[dict], engines: list[str]) -> str:
     return "\n".join(lines)
 
 
+def commands(rows: list[dict]) -> str:
+    """The commands that ran the table's seeds, one per model."""
+    runs = []
+    for model in sorted({r["model"] for r in rows}, key=lambda m: m != "cnn"):
+        seeds = sorted({r["seed"] for r in rows if r["model"] == model} - {RESULTS_SEED})
+        runs.append(f"`python -m benchmarks.seeds --data-dir ../shared/data/mnist --models "
+                    f"{model} --seeds {' '.join(map(str, seeds))}`")  # fmt: skip
+    return " and ".join(runs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST directory")
@@ -102,8 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         f"against the spread below.\n\n"
         f"{table(rows, args.engines)}\n\n"
         f"Machine: {machine()}. Measured {datetime.date.today().isoformat()}, default threads.\n\n"
-        f"Regenerate with `python -m benchmarks.seeds --data-dir ../shared/data/mnist --seeds "
-        f"{' '.join(map(str, args.seeds))}`; per-epoch logs are in `{logs.as_posix()}/`.\n"
+        f"Regenerate with {commands(rows)}; per-epoch logs are in `{logs.as_posix()}/`.\n"
     )
     out.write_text(text)
     print(text)

@@ -9,7 +9,8 @@ against the spread it was drawn from. Run from the repository root:
 
 Options: ``--models cnn`` (``deep`` takes about 7 minutes a run), ``--engines minicnn torch``,
 ``--seeds``, ``--epochs 15``, ``--out docs/seeds.md`` (the per-epoch logs beside it, in
-``docs/seeds/``), ``--results`` (the results table's runs, added as seed 777's). Each run
+``docs/seeds/``), ``--results`` (the results table's runs, added as seed 777's),
+``--render-only``. Each run
 is ``minicnn train --model M --engine E --seed S`` with the deck's other defaults.
 """
 
@@ -41,11 +42,10 @@ def table(rows: list[dict], engines: list[str]) -> str:
     """One line per (model, seed) with each engine's accuracy, then each engine's spread."""
     accuracy = {(r["model"], r["engine"], r["seed"]): r["accuracy"] for r in rows}
     models = sorted({r["model"] for r in rows}, key=lambda m: m != "cnn")
-    seeds = sorted({r["seed"] for r in rows})
     lines = ["| model | seed | " + " | ".join(engines) + " |",
              "| --- | ---: | " + " | ".join("---:" for _ in engines) + " |"]  # fmt: skip
     for model in models:
-        for seed in seeds:
+        for seed in sorted({r["seed"] for r in rows if r["model"] == model}):
             cells = [accuracy.get((model, e, seed)) for e in engines]
             text = ["—" if a is None else f"{a:.4f}" for a in cells]
             lines.append(f"| {model} | {seed} | " + " | ".join(text) + " |")
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--out", default="docs/seeds.md")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the Markdown from the runs already made")  # fmt: skip
     parser.add_argument("--results", default="docs/results/summary.json",
                         help="the results table's runs, shown as seed 777's")  # fmt: skip
     args = parser.parse_args(argv)
@@ -86,14 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     summary = logs / "summary.json"
     rows = json.loads(summary.read_text()) if summary.exists() else []
-    results = Path(args.results)
-    if results.exists():  # the results table's runs: seed 777, the same runs again
-        rows = [r for r in rows if r["seed"] != RESULTS_SEED] + [
-            {"model": r["model"], "engine": r["engine"], "seed": RESULTS_SEED,
-             "accuracy": r["accuracy"]}
-            for r in json.loads(results.read_text()) if r["model"] in args.models
-        ]  # fmt: skip
-    for model in args.models:
+    for model in [] if args.render_only else args.models:
         for seed in args.seeds:
             for engine in args.engines:
                 print(f"== {model} on {engine}, seed {seed}", flush=True)
@@ -101,6 +96,14 @@ def main(argv: list[str] | None = None) -> None:
                 key = (model, engine, seed)
                 rows = [r for r in rows if (r["model"], r["engine"], r["seed"]) != key] + [row]
                 summary.write_text(json.dumps(rows, indent=2) + "\n")
+    results = Path(args.results)
+    if results.exists():  # the results table's runs: seed 777's, for the models run here
+        models = {r["model"] for r in rows}
+        rows = [r for r in rows if r["seed"] != RESULTS_SEED] + [
+            {"model": r["model"], "engine": r["engine"], "seed": RESULTS_SEED,
+             "accuracy": r["accuracy"]}
+            for r in json.loads(results.read_text()) if r["model"] in models
+        ]  # fmt: skip
     targets = ", ".join(f"{m} ≥ {t}" for m, t in TARGETS.items())
     text = (
         f"# How much one seed decides\n\n"

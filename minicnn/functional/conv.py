@@ -40,11 +40,7 @@ def _padding(padding: Padding, kernel, stride, dilation, op: str) -> tuple[int, 
 
 def _out_hw(x: np.ndarray, weight: np.ndarray, stride, pads, dilation) -> tuple[int, int]:
     """(oH, oW) of a checked conv2d's output (``pads`` as (top, bottom, left, right))."""
-    _, _, H, W = x.shape
-    _, _, kH, kW = weight.shape
-    oH = (H + pads[0] + pads[1] - dilation[0] * (kH - 1) - 1) // stride[0] + 1
-    oW = (W + pads[2] + pads[3] - dilation[1] * (kW - 1) - 1) // stride[1] + 1
-    return oH, oW
+    return K.conv_out_hw(x.shape[2:], weight.shape[2:], stride, pads, dilation)
 
 
 def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv2d"):

@@ -30,8 +30,13 @@ from minicnn.kernels.im2col import (
 # -- the NumPy twin: one strided slice of the padded input per kernel tap --------------------
 
 
-def _out_size(size: int, pad: int, kernel: int, stride: int, dilation: int) -> int:
-    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+def conv_out_hw(in_hw, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """(oH, oW) = conv2d's output size: ``(H + top + bottom - dH*(kH - 1) - 1) // sH + 1``
+    and the same across, with ``padding = (top, bottom, left, right)``."""
+    (H, W), (kH, kW), (top, bottom, left, right) = in_hw, kernel, padding
+    oH = (H + top + bottom - dilation[0] * (kH - 1) - 1) // stride[0] + 1
+    oW = (W + left + right - dilation[1] * (kW - 1) - 1) // stride[1] + 1
+    return oH, oW
 
 
 def _tap(xpad, p, q, oH, oW, stride, dilation):
@@ -48,8 +53,7 @@ def conv2d_forward_numpy(x, weight, bias, stride, padding, dilation, groups):
     C_out, Cg, kH, kW = weight.shape
     G = groups
     top, bottom, left, right = padding
-    oH = _out_size(H, top + bottom, kH, stride[0], dilation[0])
-    oW = _out_size(W, left + right, kW, stride[1], dilation[1])
+    oH, oW = conv_out_hw((H, W), (kH, kW), stride, padding, dilation)
 
     xpad = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))  # (N, C, Hp, Wp)
     xg = xpad.reshape(N, G, Cg, *xpad.shape[2:])  # (N, G, Cg, Hp, Wp)
@@ -127,10 +131,8 @@ class ConvPlan:
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         N, C, H, W = x_shape
         C_out, Cg, kH, kW = weight.shape
-        top, bottom, left, right = padding
         self.G, self.Og, self.C_out = groups, C_out // groups, C_out
-        self.oH = _out_size(H, top + bottom, kH, stride[0], dilation[0])
-        self.oW = _out_size(W, left + right, kW, stride[1], dilation[1])
+        self.oH, self.oW = conv_out_hw((H, W), (kH, kW), stride, padding, dilation)
         self.L, self.K = self.oH * self.oW, Cg * kH * kW
         self.kernel, self.stride, self.padding, self.dilation = (kH, kW), stride, padding, dilation
         self.unit = stride == (1, 1) and dilation == (1, 1)

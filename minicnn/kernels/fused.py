@@ -148,9 +148,7 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     if recompute:  # (rare) the conv's output is needed: it will be computed again, with bias
         forward_plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
-    kernel, stride, padding, dilation, out_hw = pool_args
-    two_by_two = kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
-    two_by_two = two_by_two and 2 * out_hw[0] <= oH and 2 * out_hw[1] <= oW
+    two_by_two = pool.is_plain_2x2(*pool_args[:4], (oH, oW), pool_args[4])
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
         g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)

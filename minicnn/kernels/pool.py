@@ -338,12 +338,17 @@ def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_p
                         out[n, c, h, w] += share
 
 
+def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
+    """Whether a pool's windows are 2x2 at stride 2 without padding or dilation, every one
+    inside the input (no ceil_mode overhang): the windows the 2x2 kernels take."""
+    return (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
+            and 2 * out_hw[0] <= in_hw[0] and 2 * out_hw[1] <= in_hw[1])  # fmt: skip
+
+
 def max_pool2d_into(x, kernel, stride, padding, dilation, out, indices, relu=False):
     """The max pool of a chunk x into ``out`` and ``indices``, by the 2x2 kernel where it
-    applies (every window inside the input: no ceil_mode overhang)."""
-    oH, oW = out.shape[2:]
-    if (kernel == (2, 2) and stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
-            and 2 * oH <= x.shape[2] and 2 * oW <= x.shape[3]):  # fmt: skip
+    applies (``is_plain_2x2``)."""
+    if is_plain_2x2(kernel, stride, padding, dilation, x.shape[2:], out.shape[2:]):
         max_pool2d_2x2_kernel(x, out, indices, relu)
     else:
         max_pool2d_kernel(x, *kernel, *stride, *padding, *dilation, out, indices, relu)

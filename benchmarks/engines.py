@@ -16,6 +16,7 @@ mode, no grad) and returns the seconds they took, synchronising with the GPU on 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -96,7 +97,46 @@ def _batches(data: Data, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-class MinicnnRunner:
+class _Runner:
+    """What the runners share: the held batches in turn, the deck's training step, an
+    inference pass, and ``run``'s timed loop. Each runner sets ``model``, ``criterion``,
+    ``optimizer``, ``batches`` and ``position``, and says in ``_context`` what a mode runs
+    under."""
+
+    def _next(self):
+        self.position = (self.position + 1) % len(self.batches)
+        return self.batches[self.position]
+
+    def sync(self) -> None:
+        """Wait for the device's queued work (a GPU's); on the CPU there is none."""
+
+    def train_step(self) -> None:
+        X, Y = self._next()
+        self.optimizer.zero_grad()
+        cost = self.criterion(self.model(X), Y)  # (B, 10) logits → 0-d loss
+        cost.backward()
+        self.optimizer.step()
+
+    def infer(self) -> None:
+        X, _ = self._next()
+        self.model(X)  # (B, 10)
+
+    def _context(self, mode: str) -> contextlib.AbstractContextManager:
+        raise NotImplementedError
+
+    def run(self, mode: str, steps: int) -> float:
+        step = self.train_step if mode == "train" else self.infer
+        with self._context(mode):
+            self.model.train(mode == "train")
+            self.sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            self.sync()
+            return time.perf_counter() - start
+
+
+class MinicnnRunner(_Runner):
     """minicnn's model, ``CrossEntropyLoss`` and ``Adam``, on the backend the engine names."""
 
     def __init__(self, engine: str, model: str, batch: int, data: Data, state=None) -> None:
@@ -115,40 +155,18 @@ class MinicnnRunner:
         self.batches = _batches(data, batch)  # [(X (B, 1, 28, 28), Y (B,)), ...]
         self.position = 0
 
-    def _next(self):
-        self.position = (self.position + 1) % len(self.batches)
-        return self.batches[self.position]
-
-    def train_step(self) -> None:
-        X, Y = self._next()
-        self.optimizer.zero_grad()
-        cost = self.criterion(self.model(X), Y)  # (B, 10) logits → 0-d loss
-        cost.backward()
-        self.optimizer.step()
-
-    def infer(self) -> None:
-        X, _ = self._next()
-        self.model(X)  # (B, 10)
-
-    def run(self, mode: str, steps: int) -> float:
+    def _context(self, mode: str) -> contextlib.AbstractContextManager:
+        """The engine's backend, and no gradients for inference."""
         import minicnn
 
-        with minicnn.use_backend(self.backend):
-            if mode == "train":
-                self.model.train()
-                start = time.perf_counter()
-                for _ in range(steps):
-                    self.train_step()
-                return time.perf_counter() - start
-            self.model.eval()
-            with minicnn.no_grad():
-                start = time.perf_counter()
-                for _ in range(steps):
-                    self.infer()
-                return time.perf_counter() - start
+        stack = contextlib.ExitStack()
+        stack.enter_context(minicnn.use_backend(self.backend))
+        if mode != "train":
+            stack.enter_context(minicnn.no_grad())
+        return stack
 
 
-class TorchRunner:
+class TorchRunner(_Runner):
     """``reference.models`` with ``torch.nn.CrossEntropyLoss`` and ``torch.optim.Adam``."""
 
     def __init__(self, engine: str, model: str, batch: int, data: Data, state=None) -> None:
@@ -173,40 +191,10 @@ class TorchRunner:
         self.position = 0
         self._torch = torch
 
-    def _next(self):
-        self.position = (self.position + 1) % len(self.batches)
-        return self.batches[self.position]
-
     def sync(self) -> None:
         if self.device.type == "cuda":
             self._torch.cuda.synchronize()
 
-    def train_step(self) -> None:
-        X, Y = self._next()
-        self.optimizer.zero_grad()
-        cost = self.criterion(self.model(X), Y)  # (B, 10) logits → 0-d loss
-        cost.backward()
-        self.optimizer.step()
-
-    def infer(self) -> None:
-        X, _ = self._next()
-        self.model(X)  # (B, 10)
-
-    def run(self, mode: str, steps: int) -> float:
-        torch = self._torch
-        if mode == "train":
-            self.model.train()
-            self.sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                self.train_step()
-            self.sync()
-            return time.perf_counter() - start
-        self.model.eval()
-        with torch.no_grad():
-            self.sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                self.infer()
-            self.sync()
-            return time.perf_counter() - start
+    def _context(self, mode: str) -> contextlib.AbstractContextManager:
+        """No gradients for inference."""
+        return contextlib.nullcontext() if mode == "train" else self._torch.no_grad()

@@ -78,8 +78,7 @@ def _run(runner, clock: _Clock, steps: int, warmup: int) -> tuple[list[float], r
         clock.step = index
         start = time.perf_counter()
         runner.train_step()
-        if hasattr(runner, "sync"):
-            runner.sync()
+        runner.sync()
         step_times.append(time.perf_counter() - start)
         clock.settle()
     return step_times[warmup:], range(warmup, warmup + steps)

@@ -133,6 +133,18 @@ def compare_module_with_torch(ours, theirs, x: np.ndarray, seed: int = 0) -> Non
 
 
 @contextlib.contextmanager
+def direct_for_any_channels():
+    """Let the fast conv2d take the direct 3x3 loops (``minicnn.kernels.direct``) however
+    many input channels a case has (the deck's first conv has one)."""
+    saved = conv.WINOGRAD_MIN_CHANNELS, conv.DIRECT_MAX_CHANNELS
+    conv.WINOGRAD_MIN_CHANNELS, conv.DIRECT_MAX_CHANNELS = 10**9, 10**9
+    try:
+        yield
+    finally:
+        conv.WINOGRAD_MIN_CHANNELS, conv.DIRECT_MAX_CHANNELS = saved
+
+
+@contextlib.contextmanager
 def winograd_for_any_channels():
     """Let the fast conv2d take Winograd however few input channels a case has (the drawn
     cases have few; the deck's convs have 32 and 64)."""

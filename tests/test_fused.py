@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minicnn import functional as F
 from minicnn import manual_seed, models, nn, use_backend
 from minicnn.kernels import fused as K
-from tests.helpers import assert_close, winograd_for_any_channels
+from tests.helpers import assert_close, direct_for_any_channels, winograd_for_any_channels
 from tests.strategies import conv2d_cases
 
 BACKENDS = ["numpy", "numba"]
@@ -51,16 +51,16 @@ def _three_ops(x, w, b, conv, pool, grad):
     return out, indices, grads
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba", "numba-winograd"])
+PLANS = {"winograd": winograd_for_any_channels, "direct": direct_for_any_channels}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "numba-winograd", "numba-direct"])
 @given(case=fused_cases(), seed=st.integers(0, 2**16))
 def test_fused_equals_the_three_ops_bit_for_bit(backend, case, seed):
     x, w, b, conv, pool = case
     kwargs = _fused_kwargs(conv, pool)
-    winograd = backend == "numba-winograd"  # Winograd for the 3x3 stride-1 cases
-    with (
-        use_backend(backend.split("-")[0]),
-        winograd_for_any_channels() if winograd else nullcontext(),
-    ):
+    kernel, _, plan = backend.partition("-")  # the plan forced on the 3x3 stride-1 cases
+    with use_backend(kernel), PLANS[plan]() if plan else nullcontext():
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)

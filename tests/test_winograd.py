@@ -129,7 +129,8 @@ def test_the_decks_float32_conv2_matches_float64_torch():
     [
         ((100, 32, 14, 14), (64, 32, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # conv2
         ((100, 64, 7, 7), (128, 64, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # conv3
-        ((100, 1, 28, 28), (32, 1, 3, 3), (1, 1), (1, 1), 1, conv.ConvPlan),  # one channel
+        ((100, 1, 28, 28), (32, 1, 3, 3), (1, 1), (1, 1), 1, conv.DirectPlan),  # one channel
+        ((2, 1, 28, 28), (32, 1, 5, 5), (1, 1), (1, 1), 1, conv.ConvPlan),
         ((2, 32, 14, 14), (64, 32, 3, 3), (2, 2), (1, 1), 1, conv.ConvPlan),
         ((2, 32, 14, 14), (64, 32, 3, 3), (1, 1), (2, 2), 1, conv.ConvPlan),
         ((2, 32, 14, 14), (64, 16, 3, 3), (1, 1), (1, 1), 2, conv.ConvPlan),

@@ -1,0 +1,114 @@
+"""The direct 3x3 conv (``minicnn.kernels.direct``): against torch and the twin, fused with
+relu and the 2x2 pool bit for bit as the three ops, and with foreign pool indices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minicnn import functional as F
+from minicnn import use_backend
+from minicnn.kernels import conv
+from tests.helpers import assert_close, compare_with_torch, direct_for_any_channels
+from tests.strategies import winograd_conv2d_cases
+
+POOL = dict(kernel_size=2, pool_stride=2)  # the deck's pool, which the fused kernels take
+
+
+@given(case=winograd_conv2d_cases())
+def test_fast_direct_conv_matches_torch(case):
+    x, w, b, kwargs = case
+    with direct_for_any_channels(), use_backend("numba"):
+        plan = conv.make_plan(x.shape, w, b, (1, 1), (0,) * 4, (1, 1), 1, x.dtype)
+        assert isinstance(plan, conv.DirectPlan)
+        compare_with_torch("conv2d", x, w, b, **kwargs)
+
+
+@given(case=winograd_conv2d_cases().filter(lambda case: case[0].dtype == np.float64))
+def test_fast_direct_conv_matches_the_twin(case):
+    x, w, b, kwargs = case
+    with use_backend("numpy"):
+        expected = F.conv2d(x, w, b, **kwargs)
+        grad = np.random.default_rng(1).standard_normal(expected.shape)
+        expected_grads = F.conv2d_backward(grad, x, w, **kwargs)
+    with direct_for_any_channels(), use_backend("numba"):
+        out = F.conv2d(x, w, b, **kwargs)
+        grads = F.conv2d_backward(grad, x, w, **kwargs)
+    assert_close(out, expected, "forward", tolerance=1e-13)
+    for name, mine, twin in zip(("input", "weight", "bias"), grads, expected_grads):
+        assert_close(mine, twin, f"gradient of {name}", tolerance=1e-13)
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+@given(case=winograd_conv2d_cases(), seed=st.integers(0, 2**16))
+def test_fused_direct_pool_equals_the_three_ops_bit_for_bit(input_grad, case, seed):
+    x, w, b, kwargs = case
+    with direct_for_any_channels(), use_backend("numba"):
+        y = F.conv2d(x, w, b, **kwargs)
+        if min(y.shape[2:]) < 2:
+            return  # no 2x2 window fits
+        r = F.relu(y)
+        out3, indices3 = F.max_pool2d(r, 2, return_indices=True)
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs, **POOL)
+        grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+        grad_y = F.relu_backward(F.max_pool2d_backward(grad, r, 2, indices=indices3), y)
+        grads3 = F.conv2d_backward(grad_y, x, w, **kwargs)
+        mask = (input_grad, True, True)
+        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs, **POOL,
+                                                  output_mask=mask)  # fmt: skip
+    np.testing.assert_array_equal(out, out3)
+    np.testing.assert_array_equal(indices, indices3)
+    assert (grads[0] is None) == (not input_grad)
+    for name, mine, theirs in zip(("input", "weight", "bias"), grads, grads3):
+        if mine is not None:
+            np.testing.assert_array_equal(mine, theirs, err_msg=f"gradient of {name}")
+
+
+def test_fused_direct_backward_takes_indices_outside_their_windows():
+    """Indices not from the forward pass (each pointing at some pixel of the plane): the
+    gradient goes where they point, as the twin sends it. Everything is positive, so relu
+    passes every gradient in both."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, (3, 1, 9, 11))  # the last row and column in no window
+    w, b = rng.uniform(0.1, 1, (5, 1, 3, 3)), rng.uniform(0.1, 1, 5)
+    kwargs = dict(padding=1, **POOL)
+    with use_backend("numba"):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+    foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, 4, 5)
+    foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
+    grad = rng.standard_normal(out.shape)
+    with use_backend("numba"):
+        assert isinstance(conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1,
+                                         x.dtype), conv.DirectPlan)  # fmt: skip
+        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    with use_backend("numpy"):
+        twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    for name, mine, expected in zip(("input", "weight", "bias"), fast, twin):
+        assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_direct_conv_with_an_odd_filter_count_keeps_infinities_apart(fused):
+    """The kernels make two planes at a time, the last of an odd count beside a zero filter:
+    an infinite gradient of one plane must not reach the input through that filter (0 * inf
+    is NaN). With positive weights the input gradient is +inf where the twin's is."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, (2, 1, 6, 6))
+    w, b = rng.uniform(0.1, 1, (3, 1, 3, 3)), rng.uniform(0.1, 1, 3)
+    kwargs = dict(padding=1, **POOL) if fused else dict(padding=1)
+    op = "conv2d_relu_max_pool2d" if fused else "conv2d"
+    with use_backend("numba"):
+        out = getattr(F, op)(x, w, b, **kwargs)
+    saved = out if fused else (None, None)
+    out = out[0] if fused else out
+    grad = rng.uniform(0.1, 1, out.shape)
+    grad[0, 1, 1, 1] = np.inf  # image 0's second plane, before the pair (2, zero filter)
+    grads = {}
+    for backend in ("numba", "numpy"):
+        with use_backend(backend):
+            args = (grad, x, w, b, *saved) if fused else (grad, x, w)
+            grads[backend] = getattr(F, f"{op}_backward")(*args, **kwargs)
+    assert np.isinf(grads["numpy"][0]).any() and not np.isnan(grads["numpy"][0]).any()
+    np.testing.assert_allclose(grads["numba"][0], grads["numpy"][0], rtol=1e-13)

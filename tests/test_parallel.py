@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn import functional as F
-from minicnn import models, nn
+from minicnn import models, nn, use_backend
 from minicnn.kernels import allocator, parallel, threads
 from tests.helpers import assert_close
 
@@ -93,6 +93,25 @@ def test_results_do_not_depend_on_timing_and_barely_on_thread_count(thread_count
         out, grad_x, grad_w = runs[count][0]
         assert np.array_equal(out, runs[1][0][0]) and np.array_equal(grad_x, runs[1][0][1])
         assert_close(grad_w, runs[1][0][2], f"weight gradient on {count} threads")
+
+
+@pytest.mark.parametrize("shape", [(40, 30, 5), (3, 40, 70), (2, 4, 33, 50)])
+def test_linear_splits_rows_or_features_across_threads(thread_count, shape):
+    """By rows when x outweighs the weight, by the weight's features when it outweighs x
+    (with leading axes, too): every thread count gives the twin's result."""
+    *lead, n_in, n_out = shape
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((*lead, n_in)), rng.standard_normal((n_out, n_in))
+    b, grad = rng.standard_normal(n_out), rng.standard_normal((*lead, n_out))
+    with use_backend("numpy"):
+        expected = F.linear(x, w, b), *F.linear_backward(grad, x, w)
+    for count in (1, 2, 3):
+        thread_count(count)
+        for mask in ((True, True, True), (False, True, True)):
+            got = F.linear(x, w, b), *F.linear_backward(grad, x, w, output_mask=mask)
+            for name, mine, twin in zip(("out", "grad_x", "grad_w", "grad_b"), got, expected):
+                if mine is not None:
+                    assert_close(mine, twin, f"{name} on {count} threads", tolerance=1e-13)
 
 
 @pytest.mark.parametrize("fused", [False, True])

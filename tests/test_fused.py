@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import manual_seed, models, nn, use_backend
+from minicnn.kernels import conv
 from minicnn.kernels import fused as K
 from tests.helpers import assert_close, direct_for_any_channels, winograd_for_any_channels
 from tests.strategies import conv2d_cases
@@ -108,6 +109,31 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
         grad = out = np.zeros((1, 2, 1, 1))
         F.conv2d_relu_max_pool2d_backward(grad, x, w, None, out, np.zeros((1, 2, 2, 2)),
                                           kernel_size=2)  # fmt: skip
+
+
+@pytest.mark.parametrize("channels, plan", [(1, "DirectPlan"), (3, "ConvPlan")])
+def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan):
+    """Indices not from the forward pass (each pointing at some pixel of the plane): the
+    gradient goes where they point, as the twin sends it, through either 2x2 backward (the
+    direct conv's and the one the other plans use). Everything is positive, so relu passes
+    every gradient in both."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # the last row and column in no window
+    w, b = rng.uniform(0.1, 1, (5, channels, 3, 3)), rng.uniform(0.1, 1, 5)
+    kwargs = dict(padding=1, kernel_size=2, pool_stride=2)
+    with use_backend("numba"):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+    foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, 4, 5)
+    foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
+    grad = rng.standard_normal(out.shape)
+    with use_backend("numba"):
+        made = conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1, x.dtype)
+        assert type(made).__name__ == plan
+        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    with use_backend("numpy"):
+        twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    for name, mine, expected in zip(("input", "weight", "bias"), fast, twin):
+        assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)
 
 
 @pytest.mark.parametrize("model_name", ["CNN", "DeepCNN"])

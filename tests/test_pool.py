@@ -138,3 +138,36 @@ def test_deck_pool_output_7_to_4():
     x = np.random.default_rng(0).standard_normal((1, 128, 7, 7)).astype(np.float32)
     assert F.max_pool2d(x, 2, 2, padding=1).shape == (1, 128, 4, 4)
     assert F.pool_output_size(7, 2, 2, 1) == 4
+
+
+SPECIAL = st.sampled_from([-np.inf, -1.0, 0.0, 1.0, 2.0, np.nan, np.inf])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(data=st.data(), pad=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+       size=st.tuples(st.integers(1, 7), st.integers(1, 7)), ceil_mode=st.booleans())  # fmt: skip
+def test_2x2_pools_with_padding_or_overhang_pick_torchs_winners(backend, data, pad, size,
+                                                                ceil_mode):  # fmt: skip
+    """Kernel 2, stride 2, every padding and ceil_mode (the clipped 2x2 kernel's pools, the
+    DeepCNN's third among them) on values full of ties, infinities and NaN; and the same
+    after relu, through the fused conv (a 1x1 identity conv): torch's values and indices."""
+    if size[0] + 2 * pad[0] < 2 or size[1] + 2 * pad[1] < 2:
+        return  # no window fits
+    count = 2 * size[0] * size[1]
+    x = np.array(data.draw(st.lists(SPECIAL, min_size=count, max_size=count)))
+    x = x.reshape(1, 2, *size)
+    kwargs = dict(kernel_size=2, stride=2, padding=pad, ceil_mode=ceil_mode)
+    xt = torch.tensor(x)
+    t_out, t_idx = torch.nn.functional.max_pool2d(xt, **kwargs, return_indices=True)
+    r_out, r_idx = torch.nn.functional.max_pool2d(torch.relu(xt), **kwargs, return_indices=True)
+    identity = np.ones((2, 1, 1, 1))  # with groups=2: each channel times 1, infinities too
+    with use_backend(backend):
+        out, idx = F.max_pool2d(x, **kwargs, return_indices=True)
+        fused, fused_idx = F.conv2d_relu_max_pool2d(
+            x, identity, None, groups=2, kernel_size=2, pool_stride=2, pool_padding=pad,
+            ceil_mode=ceil_mode,
+        )  # fmt: skip
+    np.testing.assert_array_equal(out, t_out.numpy())  # NaN where torch has NaN
+    np.testing.assert_array_equal(idx, t_idx.numpy())
+    np.testing.assert_array_equal(fused, r_out.numpy())
+    np.testing.assert_array_equal(fused_idx, r_idx.numpy())

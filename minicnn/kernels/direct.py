@@ -35,7 +35,7 @@ from numba import njit
 
 from minicnn.kernels.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_row_2x2
-from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel
+from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x2
 
 # -- the shared loops: two output planes, their gradients, the input's gradient ---------------
 
@@ -259,31 +259,6 @@ def _plane_sum(g, M, zero):
     return total
 
 
-@njit(inline="always")
-def _unpool_2x2(grad, indices, values, W, Wp, g):
-    """g (flat, rows Wp apart) = the conv plane's gradient from its relu'd 2x2 max pool's:
-    the windows' rows zeroed, then each window's gradient written at its winner (0 where
-    relu blocked it: the pooled value 0 or less). Returns whether an index left its window
-    (then g is not the plane's gradient). grad, indices, values (pH, pW)."""
-    pH, pW = grad.shape
-    g[: 2 * pH * Wp] = 0
-    stray = False
-    for i in range(pH):
-        base = 2 * i * W
-        for j in range(pW):
-            k = indices[i, j] - base - 2 * j  # the winner: 0, 1, W or W + 1
-            below = k >= W
-            d = k - W if below else k  # its column in the window
-            if d < 0 or d > 1:
-                stray = True
-                continue
-            v = grad[i, j]
-            if values[i, j] <= 0:  # relu blocked it
-                v = 0
-            g[(2 * i + below) * Wp + 2 * j + d] = v
-    return stray
-
-
 @njit(cache=True, nogil=True, fastmath={"reassoc"})  # the sums vectorise
 def conv3x3_relu_max_pool2x2_backward(grad_out, indices, out, x, weight, top, left, xpad, gext,
                                       grad_w, grad_b, gpad, grad_x):  # fmt: skip
@@ -310,7 +285,8 @@ def conv3x3_relu_max_pool2x2_backward(grad_out, indices, out, x, weight, top, le
             strays = False
             for k in range(min(2, C_out - o)):
                 g, c = gext[k, E:], o + k
-                if _unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
+                g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
+                if unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
                     plane = slice(n, n + 1), slice(c, c + 1)
                     relu_max_pool2d_backward_kernel(grad_out[plane], indices[plane],
                                                     out[plane], nothing, one)  # fmt: skip

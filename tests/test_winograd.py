@@ -96,8 +96,10 @@ def test_each_backward_transform_is_its_forward_transforms_adjoint(seed, shape):
     M, dY = rng.standard_normal((16, C_out, N * tH * tW)), rng.standard_normal((N, C_out, oH, oW))
     Y, dM = np.empty((N, C_out, oH, oW)), np.empty((16, C_out, N * tH * tW))
     K.output_transform(M, np.zeros(C_out), Y)
-    K.grad_output_transform(dY, dM)
+    grad_b = np.full(C_out, 0.5)
+    K.grad_output_transform(dY, dM, grad_b)
     assert np.isclose(np.vdot(Y, dY), np.vdot(M, dM), rtol=1e-12)
+    np.testing.assert_allclose(grad_b, 0.5 + dY.sum(axis=(0, 2, 3)), rtol=1e-12)  # added in
 
 
 def test_the_decks_float32_conv2_matches_float64_torch():

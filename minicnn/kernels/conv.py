@@ -289,14 +289,13 @@ class WinogradPlan(ConvPlan):
         and its bias gradient into ``grad_b``; write its input gradient unless None."""
         b, C = x.shape[:2]
         dM = parallel.scratch("products", (16, self.C_out, b * self.T), self.dtype)
-        winograd.grad_output_transform(grad, dM)  # (16, C_out, b*T)
+        winograd.grad_output_transform(grad, dM, grad_b)  # (16, C_out, b*T), and grad_b
         V, xpad = self._transform_input(x)  # (16, C, b*T)
         V_t = parallel.scratch("tiles_t", (16, b * self.T, C), self.dtype)
         np.copyto(V_t, V.transpose(0, 2, 1))  # BLAS multiplies by it faster laid out so
         chunk_u = parallel.scratch("grad_u", (16, self.C_out, C), self.dtype)
         np.matmul(dM, V_t, out=chunk_u)
         grad_u += chunk_u
-        grad_b += grad.reshape(b, self.C_out, self.L).sum(axis=(0, 2))
         if grad_x is not None:
             np.matmul(self.U_t, dM, out=V)  # the tiles' gradient, (16, C, b*T), over V
             winograd.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)

@@ -245,27 +245,35 @@ def output_transform(M, bias, out):
                         out[n, o, i + 1, w] = y1 + b
 
 
-@njit(cache=True, nogil=True)
-def grad_output_transform(grad, dM):
+@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the bias sums vectorise
+def grad_output_transform(grad, dM, grad_b):
     """dM[:, o, n*T + ti*tW + tj] = AT.T @ dY @ AT, dY the 2x2 block of grad[n, o] at
     (2ti, 2tj) (zeros past the edge): ``output_transform``'s adjoint. grad (N, C_out, oH, oW),
-    dM (16, C_out, N*T)."""
+    dM (16, C_out, N*T). Reading every output gradient anyway, it adds each plane's sum into
+    grad_b[o], the bias gradient (C_out,)."""
     N, C_out, oH, oW = grad.shape
     tH, tW = (oH + 1) // 2, (oW + 1) // 2
     T = tH * tW
+    zero = np.zeros(1, dtype=grad_b.dtype)[0]
     cols = np.zeros((4, 2 * T), dtype=dM.dtype)  # AT.T @ each block row, laid out as rows is
     for n in range(N):  # in output_transform; zeros past the edge stay zeros
         for o in range(C_out):
+            total = zero  # in grad_b's precision, lane by lane
             for ti in range(tH):  # AT.T down the columns
                 i, c = 2 * ti, 2 * tW * ti
                 if i + 1 < oH:
                     for w in range(oW):
-                        e = _a(grad[n, o, i, w], grad[n, o, i + 1, w])
+                        g0, g1 = grad[n, o, i, w], grad[n, o, i + 1, w]
+                        total += g0 + g1
+                        e = _a(g0, g1)
                         cols[0, c + w], cols[1, c + w], cols[2, c + w], cols[3, c + w] = e
                 else:  # the last block row of an odd-sized output: one row, zeros below
                     for w in range(oW):
-                        e = _a(grad[n, o, i, w], 0)
+                        g0 = grad[n, o, i, w]
+                        total += g0
+                        e = _a(g0, 0)
                         cols[0, c + w], cols[1, c + w], cols[2, c + w], cols[3, c + w] = e
+            grad_b[o] += total
             for a in range(4):  # then AT.T along every tile's rows, one loop over the tiles
                 d0, d1, d2, d3 = dM[4 * a, o], dM[4 * a + 1, o], dM[4 * a + 2, o], dM[4 * a + 3, o]
                 ca = cols[a]

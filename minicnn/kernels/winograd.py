@@ -208,11 +208,13 @@ def input_transform(x, top, left, xpad, V):
                     rows[0, w], rows[1, w], rows[2, w], rows[3, w] = e
                 t0 = (n * tH + ti) * tW
                 for a in range(4):  # then BT along each tile's rows
+                    r = rows[a]
+                    v0, v1, v2, v3 = V[4 * a, c], V[4 * a + 1, c], V[4 * a + 2, c], V[4 * a + 3, c]
                     for tj in range(tW):
                         j = 2 * tj
-                        v = _bt(rows[a, j], rows[a, j + 1], rows[a, j + 2], rows[a, j + 3])
-                        for b in range(4):
-                            V[4 * a + b, c, t0 + tj] = v[b]
+                        v0[t0 + tj], v1[t0 + tj], v2[t0 + tj], v3[t0 + tj] = _bt(
+                            r[j], r[j + 1], r[j + 2], r[j + 3]
+                        )
 
 
 @njit(cache=True, nogil=True)

@@ -111,19 +111,27 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
                                           kernel_size=2)  # fmt: skip
 
 
-@pytest.mark.parametrize("channels, plan", [(1, "DirectPlan"), (3, "ConvPlan")])
-def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan):
+@pytest.mark.parametrize(
+    "channels, plan, pool",
+    [
+        (1, "DirectPlan", {}),
+        (3, "ConvPlan", {}),
+        (3, "ConvPlan", dict(pool_padding=1)),  # the clipped windows' backward
+        (3, "ConvPlan", dict(pool_padding=(0, 1), ceil_mode=True)),
+    ],
+)
+def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool):
     """Indices not from the forward pass (each pointing at some pixel of the plane): the
-    gradient goes where they point, as the twin sends it, through either 2x2 backward (the
-    direct conv's and the one the other plans use). Everything is positive, so relu passes
-    every gradient in both."""
+    gradient goes where they point, as the twin sends it, through each 2x2 backward (the
+    direct conv's, the one the other plans use, the clipped windows'). Everything is
+    positive, so relu passes every gradient in both."""
     rng = np.random.default_rng(0)
-    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # the last row and column in no window
+    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # unpadded, the last row and column in no window
     w, b = rng.uniform(0.1, 1, (5, channels, 3, 3)), rng.uniform(0.1, 1, 5)
-    kwargs = dict(padding=1, kernel_size=2, pool_stride=2)
+    kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
     with use_backend("numba"):
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-    foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, 4, 5)
+    foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
     foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
     grad = rng.standard_normal(out.shape)
     with use_backend("numba"):

@@ -13,10 +13,14 @@ Backward, per chunk: the pooled gradient goes to each window's winner unless the
 0 or less (relu's gradient: 0 there, 1 above 0 and, as in torch, at a NaN), giving the conv
 output's gradient in scratch space, then the conv's backward.
 
-The result is the three layers' result bit for bit: the conv is the same ``ConvPlan`` on the
-same chunks, relu and max are exact, and the winners are chosen by the same scan (torch's:
-the first maximum in row-major order, a NaN over numbers). The twin is the three NumPy twins
-one after another.
+With the direct 3x3 conv (``conv.DirectPlan``, one input channel) and a 2x2 pool, the fusion
+goes one step further: each conv plane is pooled as soon as it is computed, and its gradient
+built from the pooled one, while it is in L1 (``minicnn.kernels.direct``).
+
+The result is the three layers' result bit for bit: the conv is the same plan on the same
+chunks, relu and max are exact, and the winners are chosen by the same scan (torch's: the
+first maximum in row-major order, a NaN over numbers). The twin is the three NumPy twins one
+after another.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from minicnn.kernels import conv, elementwise, parallel, pool
 from minicnn.kernels.relu_pool import (
     relu_max_pool2d_2x2_backward_kernel,
+    relu_max_pool2d_2x2_clipped_backward_kernel,
     relu_max_pool2d_backward_kernel,
 )
 
@@ -102,11 +107,17 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
         forward_plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
     two_by_two = pool.is_plain_2x2(*pool_args[:4], (oH, oW), pool_args[4])
+    clipped = pool.is_clipped_2x2(*pool_args[:4]) and not recompute
+    pads = pool_args[2]
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
         g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
         if two_by_two:
             relu_max_pool2d_2x2_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], g)
+            return g
+        if clipped:
+            relu_max_pool2d_2x2_clipped_backward_kernel(grad_out[n0:n1], indices[n0:n1],
+                                                        out[n0:n1], *pads, g)  # fmt: skip
             return g
         y = nothing
         if recompute:

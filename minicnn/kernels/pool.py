@@ -383,13 +383,19 @@ def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
             and 2 * out_hw[0] <= in_hw[0] and 2 * out_hw[1] <= in_hw[1])  # fmt: skip
 
 
+def is_clipped_2x2(kernel, stride, padding, dilation) -> bool:
+    """Whether a pool's windows are 2x2 at stride 2 with padding 0 or 1 and no dilation (any
+    ceil_mode): the windows the clipped 2x2 kernels take."""
+    return kernel == stride == (2, 2) and dilation == (1, 1) and max(padding) <= 1
+
+
 def max_pool2d_into(x, kernel, stride, padding, dilation, out, indices, relu=False):
     """The max pool of a chunk x into ``out`` and ``indices``, by the 2x2 kernel where it
     applies (``is_plain_2x2``), the clipped 2x2 kernel for the other 2x2, stride-2 pools
     with padding 0 or 1, and the general kernel for the rest."""
     if is_plain_2x2(kernel, stride, padding, dilation, x.shape[2:], out.shape[2:]):
         max_pool2d_2x2_kernel(x, out, indices, relu)
-    elif kernel == stride == (2, 2) and dilation == (1, 1) and max(padding) <= 1:
+    elif is_clipped_2x2(kernel, stride, padding, dilation):
         max_pool2d_2x2_clipped_kernel(x, *padding, out, indices, relu)
     else:
         max_pool2d_kernel(x, *kernel, *stride, *padding, *dilation, out, indices, relu)

@@ -15,18 +15,21 @@ from minicnn.optim.adam import adam_update
 @given(dtype=st.sampled_from([np.float32, np.float64]), amsgrad=st.booleans(),
        maximize=st.booleans(), decoupled=st.booleans(),
        weight_decay=st.sampled_from([0.0, 0.01, 0.5]), beta1=st.sampled_from([0.9, 0.3, 0.0]),
-       lr=st.sampled_from([1e-3, 0.5]), size=st.integers(0, 70_000), order=st.sampled_from("CF"),
+       lr=st.sampled_from([1e-3, 0.5]), eps=st.sampled_from([1e-8, 0.0]),
+       size=st.integers(0, 70_000), order=st.sampled_from("CF"),
        seed=st.integers(0, 2**16))  # fmt: skip
 def test_fused_adam_is_the_twin_bit_for_bit(dtype, amsgrad, maximize, decoupled, weight_decay,
-                                            beta1, lr, size, order, seed):  # fmt: skip
+                                            beta1, lr, eps, size, order, seed):  # fmt: skip
     rng = np.random.default_rng(seed)
     shape = (size // 7, 7) if order == "F" else (size,)
     arrays = [np.asarray(rng.standard_normal(shape), dtype=dtype, order=order) for _ in range(5)]
     arrays[3], arrays[4] = np.abs(arrays[3]), np.abs(arrays[4])  # second moments
-    if arrays[1].size > 3:
-        arrays[1].reshape(-1, order="A")[:3] = [np.nan, np.inf, -np.inf]
+    if arrays[1].size > 5:
+        arrays[1].reshape(-1, order="A")[:5] = [np.nan, np.inf, -np.inf, 0, 0]
+        for moment in arrays[2:]:  # zero moments under zero gradients: 0 / 0 when eps is 0
+            moment.reshape(-1, order="A")[3:5] = 0
     twin, fast = [a.copy(order="K") for a in arrays], [a.copy(order="K") for a in arrays]
-    kwargs = dict(lr=lr, beta1=beta1, beta2=0.999, eps=1e-8, weight_decay=weight_decay,
+    kwargs = dict(lr=lr, beta1=beta1, beta2=0.999, eps=eps, weight_decay=weight_decay,
                   decoupled_weight_decay=decoupled, maximize=maximize)  # fmt: skip
     for step in (1.0, 2.0, 3.0):
         adam_update(*twin[:4], twin[4] if amsgrad else None, step, **kwargs)

@@ -16,7 +16,7 @@ from numba import njit
 from minicnn.kernels.parallel import parallel_for
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, as in NumPy
 def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, maximize,
                 decay, decoupled, lerp_weight, lerp_low, beta2, one_minus_beta2,
                 bias_correction2_sqrt, eps, neg_step_size):  # fmt: skip

@@ -104,9 +104,10 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
 # Each thread takes a slice of the batch (``minicnn.kernels.parallel``) and walks it a few
 # images at a time with a plan: im2col + BLAS (``ConvPlan``: unfold the chunk's receptive
 # fields into a scratch matrix that fits in L2, multiply, move on) or, for the 3x3 convs,
-# Winograd (``WinogradPlan``). Neither keeps its unfolded input for the backward pass;
-# unfolding a chunk again there costs less than writing the whole batch's out to memory and
-# reading it back. ``make_plan`` picks (benchmarks/README.md gives the measurements).
+# Winograd (``WinogradPlan``) or direct loops (``DirectPlan``, one input channel). None
+# keeps its unfolded input for the backward pass; unfolding a chunk again there costs less
+# than writing the whole batch's out to memory and reading it back. ``make_plan`` picks
+# (benchmarks/README.md gives the measurements).
 
 # Below this many taps per output (K = Cg*kH*kW), the weight gradient's product is summed by
 # a loop rather than BLAS: OpenBLAS ran (32, 6272) @ (6272, 9) at 1.7x the time of
@@ -317,9 +318,9 @@ class WinogradPlan(ConvPlan):
 
 class DirectPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d of few input channels (one: the deck's first layer)
-    computed directly (``minicnn.kernels.direct``): per image, the
-    zero-padded planes, flat, and two output planes at a time. Its fused form pools each
-    plane as it is made (``relu_max_pool_2x2``)."""
+    computed directly (``minicnn.kernels.direct``): per image, over the zero-padded planes
+    laid out flat, two output planes at a time. Its fused form pools each plane as it is
+    made (``relu_max_pool_2x2``), and builds each plane's gradient from the pooled one."""
 
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         super().__init__(x_shape, weight, bias, stride, padding, dilation, groups, dtype)
@@ -389,8 +390,8 @@ class DirectPlan(ConvPlan):
 WINOGRAD_MIN_CHANNELS = 8
 
 # Up to this many input channels, direct loops: the deck's first conv, one channel, measured
-# (batch 100, one thread, fused with ReLU and the 2x2 pool, per image) forward 22.7 -> 18.6 us
-# and backward 45.5 -> 31 us against im2col + products (nine taps are too few for BLAS)
+# (batch 100, one thread, fused with ReLU and the 2x2 pool, per image) forward 22.7 -> 19 us
+# and backward 45.5 -> 24 us against im2col + products (nine taps are too few for BLAS)
 DIRECT_MAX_CHANNELS = 1
 
 

@@ -341,40 +341,30 @@ class DirectPlan(ConvPlan):
         return xpad, planes
 
     def forward(self, x, out) -> None:
-        top, left = self.padding[0], self.padding[2]
-        direct.conv3x3_forward(x, self.weight2, self.bias2, top, left, *self._scratch(), out)
+        self.relu_max_pool_2x2(x, out, np.empty((0, 0, 0, 0), np.int64))
 
     def relu_max_pool_2x2(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out
-        and indices (b, C_out, pH, pW)."""
+        and indices (b, C_out, pH, pW) (or, with ``indices`` empty, ``forward`` itself)."""
         top, left = self.padding[0], self.padding[2]
-        direct.conv3x3_relu_max_pool2x2(x, self.weight2, self.bias2, top, left,
-                                        *self._scratch(), out, indices)  # fmt: skip
-
-    def _backward_scratch(self, input_grad):
-        gext = parallel.scratch("grad_planes", (2, (self.oH + 5) * self.Wp + 2), self.dtype)
-        shape = self.xpad_shape if input_grad else (0, 0, 0)
-        gpad = parallel.scratch("grad_pad", shape, self.dtype)
-        return gext, gpad
-
-    def _grad_x(self, grad_x):
-        return np.empty((0, 0, 0, 0), self.dtype) if grad_x is None else grad_x
+        direct.conv3x3_forward(x, self.weight2, self.bias2, top, left, *self._scratch(), out,
+                               indices)  # fmt: skip
 
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
-        top, left = self.padding[0], self.padding[2]
-        xpad, _ = self._scratch()
-        gext, gpad = self._backward_scratch(grad_x is not None)
-        direct.conv3x3_backward(grad, x, self.weight2, top, left, xpad, gext, grad_w, grad_b,
-                                gpad, self._grad_x(grad_x))  # fmt: skip
+        no_pool = np.empty((0, 0, 0, 0), np.int64)
+        self.relu_max_pool_2x2_backward(grad, no_pool, grad[:0], x, grad_w, grad_b, grad_x)
 
     def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_w, grad_b, grad_x):
-        """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
+        """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk (or,
+        with ``indices`` empty, ``backward`` itself: see ``direct.conv3x3_backward``)."""
         top, left = self.padding[0], self.padding[2]
         xpad, _ = self._scratch()
-        gext, gpad = self._backward_scratch(grad_x is not None)
-        direct.conv3x3_relu_max_pool2x2_backward(grad_out, indices, out, x, self.weight2, top,
-                                                 left, xpad, gext, grad_w, grad_b, gpad,
-                                                 self._grad_x(grad_x))  # fmt: skip
+        gext = parallel.scratch("grad_planes", (2, (self.oH + 5) * self.Wp + 2), self.dtype)
+        gpad = parallel.scratch("grad_pad", self.xpad_shape if grad_x is not None else (0, 0, 0),
+                                self.dtype)  # fmt: skip
+        grad_x = np.empty((0, 0, 0, 0), self.dtype) if grad_x is None else grad_x
+        direct.conv3x3_backward(grad_out, indices, out, x, self.weight2, top, left, xpad, gext,
+                                grad_w, grad_b, gpad, grad_x)  # fmt: skip
 
     @property
     def grad_w_shape(self) -> tuple[int, ...]:

@@ -20,9 +20,9 @@ channel (~0.9 cycles per output either way: its multiplies bound it, not its loa
 The backward pass is the same picture reversed: the weight gradient is nine dot products of
 the output gradient, laid out the same flat way (zeros in the thrown-away columns), with the
 shifted input; the input gradient gathers ``grad * weight`` from the nine shifted outputs
-that read each pixel. The ``*_max_pool2x2`` kernels fuse the deck's ReLU and 2x2 max pool:
-the forward pools each plane while it is in L1, the backward builds each plane's gradient
-from the pooled one there (see ``minicnn.kernels.fused``).
+that read each pixel. Given a 2x2 pool's indices, both kernels fuse the deck's ReLU and
+pool: the forward pools each plane while it is in L1, the backward builds each plane's
+gradient from the pooled one there (see ``minicnn.kernels.fused``).
 
 The readable twin is ``conv.conv2d_forward_numpy`` and its backward, one tap at a time over
 the whole batch; these kernels take stride 1 and dilation 1 only, and weights with an even
@@ -146,51 +146,40 @@ def _input_grad(gext, E, Wp, k, d):
 
 
 @njit(cache=True, nogil=True)
-def conv3x3_forward(x, weight, bias, top, left, xpad, planes, out):
+def conv3x3_forward(x, weight, bias, top, left, xpad, planes, out, indices):
     """out = conv2d(x, weight, bias) at stride 1 with (top, left) padding, two planes at a
-    time (see the module docstring).
+    time (see the module docstring); or, when ``indices`` is not empty, out, indices =
+    max_pool2d(relu(conv2d(x, weight, bias)), 2), each conv plane pooled as soon as it is
+    computed (``max_pool_row_2x2``: indices are positions in the conv's (oH, oW) plane).
 
     x (N, C, H, W); weight (C_out', C, 3, 3) and bias (C_out',), zeros for none, with C_out'
     even, C_out or one more; xpad (C, oH + 3, oW + 2), scratch (a row more than the taps
     reach: the thrown-away columns of the last row read past it); planes (2, oH * (oW + 2)),
-    scratch; out (N, C_out, oH, oW).
+    scratch; out (N, C_out, oH, oW), or out and indices (N, C_out, pH, pW) with 2pH <= oH and
+    2pW <= oW.
     """
     N, C = x.shape[:2]
-    C_out, oH, oW = out.shape[1:]
-    Wp = xpad.shape[2]
+    C_out = out.shape[1]
+    oH, oW, Wp = xpad.shape[1] - 3, xpad.shape[2] - 2, xpad.shape[2]
     flat = xpad.reshape(C, xpad.shape[1] * Wp)
-    for n in range(N):
-        pad_image(x, n, top, left, xpad)
-        for o in range(0, C_out, 2):
-            _two_planes(flat, weight, bias, o, Wp, planes[0], planes[1])
-            for k in range(min(2, C_out - o)):
-                for i in range(oH):  # (loops: a slice assignment costs more than a row here)
-                    row, src = out[n, o + k, i], planes[k, i * Wp : i * Wp + oW]
-                    for j in range(oW):
-                        row[j] = src[j]
-
-
-@njit(cache=True, nogil=True)
-def conv3x3_relu_max_pool2x2(x, weight, bias, top, left, xpad, planes, out, indices):
-    """out, indices = max_pool2d(relu(conv2d(x, weight, bias)), 2), each conv plane pooled
-    as soon as it is computed (``max_pool_row_2x2``, whose indices are positions in the
-    conv's (oH, oW) plane). Arguments as ``conv3x3_forward``'s, but out and indices
-    (N, C_out, pH, pW) with 2pH <= oH and 2pW <= oW."""
-    N, C = x.shape[:2]
-    C_out, pH = out.shape[1:3]
-    oW, Wp = xpad.shape[2] - 2, xpad.shape[2]
-    flat = xpad.reshape(C, xpad.shape[1] * Wp)
+    pooled = indices.size > 0
     for n in range(N):
         pad_image(x, n, top, left, xpad)
         for o in range(0, C_out, 2):
             _two_planes(flat, weight, bias, o, Wp, planes[0], planes[1])
             for k in range(min(2, C_out - o)):
                 plane = planes[k]
-                for i in range(pH):
-                    top_row = plane[2 * i * Wp : (2 * i + 1) * Wp]
-                    bottom_row = plane[(2 * i + 1) * Wp : (2 * i + 2) * Wp]
-                    max_pool_row_2x2(top_row, bottom_row, oW, 2 * i * oW, out[n, o + k, i],
-                                     indices[n, o + k, i], True)  # fmt: skip
+                if pooled:
+                    for i in range(out.shape[2]):
+                        top_row = plane[2 * i * Wp : (2 * i + 1) * Wp]
+                        bottom_row = plane[(2 * i + 1) * Wp : (2 * i + 2) * Wp]
+                        max_pool_row_2x2(top_row, bottom_row, oW, 2 * i * oW, out[n, o + k, i],
+                                         indices[n, o + k, i], True)  # fmt: skip
+                    continue
+                for i in range(oH):  # (loops: a slice assignment costs more than a row here)
+                    row, src = out[n, o + k, i], plane[i * Wp : i * Wp + oW]
+                    for j in range(oW):
+                        row[j] = src[j]
 
 
 @njit(inline="always")
@@ -206,8 +195,38 @@ def _backward_planes(flat, weight, o, Wp, E, gext, zero, grad_w, gpad):
                 _input_grad(gext[k], E, Wp, weight[o + k, c], gflat[c])
 
 
+@njit(inline="always")
+def _plane_sum(g, M, zero):
+    """The sum of a flat gradient plane g[:M] (its thrown-away columns zero): the bias
+    gradient, in one loop over the plane (row by row, each row's last few values summed one
+    after another took longer than the weight gradient)."""
+    total = zero
+    for m in range(M):
+        total += g[m]
+    return total
+
+
+@njit(inline="always")
+def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
+    """g = conv plane (n, c)'s gradient from its relu'd 2x2 pool's (``unpool_2x2``), or,
+    where an index leaves its window, from the general kernel through ``one`` (1, 1, oH, oW).
+    Returns whether it took the general kernel (then pixels outside the windows hold
+    values)."""
+    g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
+    if not unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
+        return False
+    plane = slice(n, n + 1), slice(c, c + 1)
+    nothing = np.empty((0, 0, 0, 0), dtype=one.dtype)
+    relu_max_pool2d_backward_kernel(grad_out[plane], indices[plane], out[plane], nothing, one)
+    for i in range(oH):
+        for j in range(oW):
+            g[i * Wp + j] = one[0, 0, i, j]
+    return True
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc"})  # the sums vectorise
-def conv3x3_backward(grad, x, weight, top, left, xpad, gext, grad_w, grad_b, gpad, grad_x):
+def conv3x3_backward(grad, indices, out, x, weight, top, left, xpad, gext, grad_w, grad_b, gpad,
+                     grad_x):  # fmt: skip
     """For stride 1 and (top, left) padding: add the weight and bias gradients into
     ``grad_w`` (C_out', C, 3, 3) and ``grad_b`` (C_out',); write the input gradient into
     ``grad_x`` (N, C, H, W) unless it is empty.
@@ -216,65 +235,24 @@ def conv3x3_backward(grad, x, weight, top, left, xpad, gext, grad_w, grad_b, gpa
         grad_x[n, c] = the padding cut from  sum_{o, p, q} grad[n, o] * weight[o, c, p, q]
                                              added onto xpad's pixels at (i + p, j + q)
 
-    grad (N, C_out, oH, oW); x (N, C, H, W); weight (C_out', C, 3, 3), C_out' as in
-    ``conv3x3_forward``; xpad and gpad (C, oH + 3, oW + 2), scratch (gpad unused, and may be
-    empty, without an input gradient); gext (2, (oH + 5) * Wp + 2), scratch: two output
-    planes' gradients, flat, the columns past oW zero, between margins of zeros for the
-    input gradient's taps.
+    grad is the conv output's gradient (N, C_out, oH, oW) when ``indices`` is empty; else,
+    for ``conv3x3_forward``'s pool, the pooled gradient (N, C_out, pH, pW), with the
+    winners ``indices`` and the pooled values ``out``: each conv plane's gradient is then
+    built in gext from them (``relu_pool.relu_max_pool2d_2x2_backward_kernel``'s rule).
+
+    x (N, C, H, W); weight (C_out', C, 3, 3), C_out' as in ``conv3x3_forward``; xpad and
+    gpad (C, oH + 3, oW + 2), scratch (gpad unused, and may be empty, without an input
+    gradient); gext (2, (oH + 5) * Wp + 2), scratch: two output planes' gradients, flat, the
+    columns past oW zero, between margins of zeros for the input gradient's taps.
     """
     N, C = x.shape[:2]
-    C_out, oH, oW = grad.shape[1:]
-    Wp = xpad.shape[2]
+    C_out = grad.shape[1]
+    oH, oW, Wp = xpad.shape[1] - 3, xpad.shape[2] - 2, xpad.shape[2]
     E = 2 * Wp + 2  # the margin before each gradient plane in gext
     flat = xpad.reshape(C, xpad.shape[1] * Wp)
     zero = np.zeros(1, dtype=grad_w.dtype)[0]
-    gext[:] = 0
-    for n in range(N):
-        pad_image(x, n, top, left, xpad)
-        if gpad.size > 0:
-            gpad[:] = 0
-        for o in range(0, C_out, 2):
-            if o + 1 == C_out:  # the zero filter's plane: no gradient
-                gext[1] = 0
-            for k in range(min(2, C_out - o)):
-                g = gext[k, E:]
-                for i in range(oH):
-                    row, dst = grad[n, o + k, i], g[i * Wp : i * Wp + oW]
-                    for j in range(oW):
-                        dst[j] = row[j]
-                grad_b[o + k] += _plane_sum(g, oH * Wp, zero)
-            _backward_planes(flat, weight, o, Wp, E, gext, zero, grad_w, gpad)
-        if gpad.size > 0:
-            unpad_image(gpad, top, left, grad_x, n)
-
-
-@njit(inline="always")
-def _plane_sum(g, M, zero):
-    """The sum of a flat gradient plane g[:M] (its thrown-away columns zero): the bias
-    gradient, summed the same way by both backward kernels (so that fused and unfused agree
-    bit for bit), in one loop over the plane (row by row, each row's last few values
-    summed one after another took longer than the weight gradient)."""
-    total = zero
-    for m in range(M):
-        total += g[m]
-    return total
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the sums vectorise
-def conv3x3_relu_max_pool2x2_backward(grad_out, indices, out, x, weight, top, left, xpad, gext,
-                                      grad_w, grad_b, gpad, grad_x):  # fmt: skip
-    """``conv3x3_backward`` for ``conv3x3_relu_max_pool2x2``: each conv plane's gradient
-    built in gext from the pooled gradient grad_out, the winners ``indices`` and the pooled
-    values ``out`` (N, C_out, pH, pW) (``relu_pool.relu_max_pool2d_2x2_backward_kernel``'s
-    rule; a plane whose indices leave their windows goes through the general kernel)."""
-    N, C = x.shape[:2]
-    C_out = grad_out.shape[1]
-    oH, oW, Wp = xpad.shape[1] - 3, xpad.shape[2] - 2, xpad.shape[2]
-    E = 2 * Wp + 2
-    flat = xpad.reshape(C, xpad.shape[1] * Wp)
-    zero = np.zeros(1, dtype=grad_w.dtype)[0]
-    one = np.empty((1, 1, oH, oW), dtype=x.dtype)  # a stray plane's gradient
-    nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
+    pooled = indices.size > 0
+    one = np.empty((1, 1, oH, oW), dtype=x.dtype)  # a stray pooled plane's gradient
     gext[:] = 0
     for n in range(N):
         pad_image(x, n, top, left, xpad)
@@ -285,17 +263,15 @@ def conv3x3_relu_max_pool2x2_backward(grad_out, indices, out, x, weight, top, le
                 gext[1] = 0
             strays = False
             for k in range(min(2, C_out - o)):
-                g, c = gext[k, E:], o + k
-                g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
-                if unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
-                    plane = slice(n, n + 1), slice(c, c + 1)
-                    relu_max_pool2d_backward_kernel(grad_out[plane], indices[plane],
-                                                    out[plane], nothing, one)  # fmt: skip
+                g = gext[k, E:]
+                if pooled:
+                    strays |= _pooled_plane(grad, indices, out, n, o + k, oH, oW, Wp, one, g)
+                else:
                     for i in range(oH):
+                        row, dst = grad[n, o + k, i], g[i * Wp : i * Wp + oW]
                         for j in range(oW):
-                            g[i * Wp + j] = one[0, 0, i, j]
-                    strays = True
-                grad_b[c] += _plane_sum(g, oH * Wp, zero)
+                            dst[j] = row[j]
+                grad_b[o + k] += _plane_sum(g, oH * Wp, zero)
             _backward_planes(flat, weight, o, Wp, E, gext, zero, grad_w, gpad)
             if strays:  # pixels outside the windows got values: zeros again for the next
                 gext[:] = 0

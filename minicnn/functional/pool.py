@@ -6,6 +6,7 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.functional import _checks as check
+from minicnn.kernels import avg_pool as A
 from minicnn.kernels import pool as K
 
 
@@ -150,7 +151,7 @@ def avg_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode
     x, batched, kernel, stride, padding, out_hw, include, divisor = _check_avg(
         op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
-    forward = kernels.pick(K.avg_pool2d_forward_numpy, K.avg_pool2d_forward_numba)
+    forward = kernels.pick(A.avg_pool2d_forward_numpy, A.avg_pool2d_forward_numba)
     out = forward(x, kernel, stride, padding, out_hw, include, divisor)  # (N, C, oH, oW)
     return out if batched else out[0]
 
@@ -168,6 +169,6 @@ def avg_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, kernel_size,
     expected = (N, C, *out_hw) if batched else (C, *out_hw)
     grad = check.gradient(grad_output, expected, x.dtype, op)
     grad = grad if batched else grad[None]
-    backward = kernels.pick(K.avg_pool2d_backward_numpy, K.avg_pool2d_backward_numba)
+    backward = kernels.pick(A.avg_pool2d_backward_numpy, A.avg_pool2d_backward_numba)
     grad_x = backward(grad, (H, W), kernel, stride, padding, include, divisor)
     return grad_x if batched else grad_x[0]

@@ -1,17 +1,14 @@
-"""max_pool2d and avg_pool2d over NCHW batches, and their gradients, as torch computes them.
+"""max_pool2d over NCHW batches, and its gradient, as torch computes them
+(``minicnn.kernels.avg_pool`` holds avg_pool2d).
 
 Window (i, j) of a pool with kernel (kH, kW), stride (sH, sW), padding (pH, pW) and dilation
 (dH, dW) covers input rows ``i*sH - pH + p*dH`` for p in 0..kH-1 (columns alike); taps that
 fall in the padding are skipped. The output size (oH, oW) is decided by the caller
 (``minicnn.functional`` applies torch's ceil_mode rule) and read off the output arrays here.
 
-Max pool: the window's largest value; on ties the first in row-major order, a NaN wins over
-numbers (the last NaN, as torch's ``val > max or isnan(val)`` scan gives). ``indices`` holds
-the winner's flat position ``h * W + w`` in its (H, W) plane; the gradient goes there only.
-
-Avg pool: the window's sum divided by ``divisor_override``, or by the window area measured on
-the padded input (``count_include_pad``, the area clipped to ``H + pH``), or by the number of
-real pixels in it.
+The window's largest value; on ties the first in row-major order, a NaN wins over numbers
+(the last NaN, as torch's ``val > max or isnan(val)`` scan gives). ``indices`` holds the
+winner's flat position ``h * W + w`` in its (H, W) plane; the gradient goes there only.
 """
 
 from __future__ import annotations
@@ -73,54 +70,6 @@ def max_pool2d_backward_numpy(grad_out, indices, input_hw):
             inside = (flat_idx[n, c] >= 0) & (flat_idx[n, c] < H * W)
             np.add.at(grad_x[n, c], flat_idx[n, c][inside], flat_grad[n, c][inside])
     return grad_x.reshape(N, C, H, W)
-
-
-def _avg_window(start: int, kernel: int, size: int, pad: int) -> tuple[int, int, int]:
-    """(first, end, padded_extent) of one window along one axis, as torch clips it."""
-    end = min(start + kernel, size + pad)  # the window may cover the padding, not beyond it
-    return max(start, 0), min(end, size), end - start
-
-
-def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_pad,
-                             divisor_override):  # fmt: skip
-    """out (N, C, oH, oW): each window's sum over its divisor."""
-    N, C, H, W = x.shape
-    oH, oW = out_hw
-    out = np.zeros((N, C, oH, oW), dtype=x.dtype)
-    for i in range(oH):
-        h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
-        for j in range(oW):
-            w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
-            if h0 >= h1 or w0 >= w1:
-                continue  # a window entirely in the padding averages to 0
-            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
-    return out
-
-
-def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count_include_pad,
-                              divisor_override):  # fmt: skip
-    """grad_x (N, C, H, W): each output's gradient spread evenly over its window's pixels."""
-    N, C, oH, oW = grad_out.shape
-    H, W = input_hw
-    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
-    for i in range(oH):
-        h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
-        for j in range(oW):
-            w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
-            if h0 >= h1 or w0 >= w1:
-                continue
-            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
-            grad_x[:, :, h0:h1, w0:w1] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
-    return grad_x
-
-
-def _avg_divisor(padded_area, real_area, count_include_pad, divisor_override):
-    if divisor_override:
-        return divisor_override
-    return padded_area if count_include_pad else real_area
 
 
 # -- the fast path: the same loops compiled, the batch's images split across threads -------
@@ -304,78 +253,6 @@ def max_pool2d_backward_kernel(grad_out, indices, out):
                     out[n, c, index // W, index % W] += grad_out[n, c, i, j]
 
 
-@njit(cache=True, nogil=True)
-def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override, out):
-    """out[n, c, i, j] = sum of window (i, j) / its divisor (see the module docstring)."""
-    N, C, H, W = x.shape
-    _, _, oH, oW = out.shape
-    for plane in range(N * C):
-        n = plane // C
-        c = plane % C
-        for i in range(oH):
-            h0 = i * sH - pH
-            h1 = min(h0 + kH, H + pH)
-            area_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, H)
-            for j in range(oW):
-                w0 = j * sW - pW
-                w1 = min(w0 + kW, W + pW)
-                area_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, W)
-                if h0 >= h1 or w0 >= w1:
-                    out[n, c, i, j] = 0
-                    continue
-                if divisor_override:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = area_h * area_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
-                total = 0.0
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        total += x[n, c, h, w]
-                out[n, c, i, j] = total / divisor
-
-
-@njit(cache=True, nogil=True)
-def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_pad,
-                               divisor_override, out):  # fmt: skip
-    """out[n, c] (zeroed here) += grad_out[n, c, i, j] / divisor over window (i, j)."""
-    N, C, H, W = out.shape
-    _, _, oH, oW = grad_out.shape
-    for plane in range(N * C):
-        n = plane // C
-        c = plane % C
-        out[n, c] = 0
-        for i in range(oH):
-            h0 = i * sH - pH
-            h1 = min(h0 + kH, H + pH)
-            area_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, H)
-            for j in range(oW):
-                w0 = j * sW - pW
-                w1 = min(w0 + kW, W + pW)
-                area_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, W)
-                if h0 >= h1 or w0 >= w1:
-                    continue
-                if divisor_override:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = area_h * area_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
-                share = grad_out[n, c, i, j] / divisor
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        out[n, c, h, w] += share
-
-
 def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
     """Whether a pool's windows are 2x2 at stride 2 without padding or dilation, every one
     inside the input (no ceil_mode overhang): the windows the 2x2 kernels take."""
@@ -415,30 +292,4 @@ def max_pool2d_backward_numba(grad_out, indices, input_hw):
     grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
     parallel_for(N, lambda a, b: max_pool2d_backward_kernel(grad_out[a:b], indices[a:b],
                                                             grad_x[a:b]))  # fmt: skip
-    return grad_x
-
-
-def avg_pool2d_forward_numba(x, kernel, stride, padding, out_hw, count_include_pad,
-                             divisor_override):  # fmt: skip
-    N, C, _, _ = x.shape
-    out = np.empty((N, C, *out_hw), dtype=x.dtype)
-
-    def task(a, b):
-        avg_pool2d_kernel(x[a:b], *kernel, *stride, *padding, count_include_pad,
-                          divisor_override or 0, out[a:b])  # fmt: skip
-
-    parallel_for(N, task)
-    return out
-
-
-def avg_pool2d_backward_numba(grad_out, input_hw, kernel, stride, padding, count_include_pad,
-                              divisor_override):  # fmt: skip
-    N, C, _, _ = grad_out.shape
-    grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
-
-    def task(a, b):
-        avg_pool2d_backward_kernel(grad_out[a:b], *kernel, *stride, *padding, count_include_pad,
-                                   divisor_override or 0, grad_x[a:b])  # fmt: skip
-
-    parallel_for(N, task)
     return grad_x

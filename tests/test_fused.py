@@ -126,7 +126,7 @@ def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, 
     direct conv's, the one the other plans use, the clipped windows'). Everything is
     positive, so relu passes every gradient in both."""
     rng = np.random.default_rng(0)
-    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # unpadded, the last row and column in no window
+    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # odd: some pixels in no window (no padding)
     w, b = rng.uniform(0.1, 1, (5, channels, 3, 3)), rng.uniform(0.1, 1, 5)
     kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
     with use_backend("numba"):

@@ -20,6 +20,7 @@ from minicnn.kernels.parallel import parallel_for
 # -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
 
 
+@njit(cache=True, inline="always")  # the twins' and the kernels' (compiled into them) alike
 def _avg_window(start: int, kernel: int, size: int, pad: int) -> tuple[int, int, int]:
     """(first, end, padded_extent) of one window along one axis, as torch clips it."""
     end = min(start + kernel, size + pad)  # the window may cover the padding, not beyond it
@@ -39,7 +40,7 @@ def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_p
             if h0 >= h1 or w0 >= w1:
                 continue  # a window entirely in the padding averages to 0
             divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
+                                   divisor_override or 0)  # fmt: skip
             out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
     return out
 
@@ -57,12 +58,14 @@ def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count
             if h0 >= h1 or w0 >= w1:
                 continue
             divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
+                                   divisor_override or 0)  # fmt: skip
             grad_x[:, :, h0:h1, w0:w1] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
     return grad_x
 
 
+@njit(cache=True, inline="always")
 def _avg_divisor(padded_area, real_area, count_include_pad, divisor_override):
+    """A window's divisor; ``divisor_override`` 0 for none."""
     if divisor_override:
         return divisor_override
     return padded_area if count_include_pad else real_area
@@ -80,26 +83,14 @@ def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_over
         n = plane // C
         c = plane % C
         for i in range(oH):
-            h0 = i * sH - pH
-            h1 = min(h0 + kH, H + pH)
-            area_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, H)
+            h0, h1, area_h = _avg_window(i * sH - pH, kH, H, pH)
             for j in range(oW):
-                w0 = j * sW - pW
-                w1 = min(w0 + kW, W + pW)
-                area_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, W)
+                w0, w1, area_w = _avg_window(j * sW - pW, kW, W, pW)
                 if h0 >= h1 or w0 >= w1:
                     out[n, c, i, j] = 0
                     continue
-                if divisor_override:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = area_h * area_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
+                divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
+                                   divisor_override)  # fmt: skip
                 total = 0.0
                 for h in range(h0, h1):
                     for w in range(w0, w1):
@@ -118,25 +109,13 @@ def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_p
         c = plane % C
         out[n, c] = 0
         for i in range(oH):
-            h0 = i * sH - pH
-            h1 = min(h0 + kH, H + pH)
-            area_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, H)
+            h0, h1, area_h = _avg_window(i * sH - pH, kH, H, pH)
             for j in range(oW):
-                w0 = j * sW - pW
-                w1 = min(w0 + kW, W + pW)
-                area_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, W)
+                w0, w1, area_w = _avg_window(j * sW - pW, kW, W, pW)
                 if h0 >= h1 or w0 >= w1:
                     continue
-                if divisor_override:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = area_h * area_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
+                divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
+                                   divisor_override)  # fmt: skip
                 share = grad_out[n, c, i, j] / divisor
                 for h in range(h0, h1):
                     for w in range(w0, w1):

@@ -30,7 +30,6 @@ import numpy as np
 from minicnn.kernels import conv, elementwise, parallel, pool
 from minicnn.kernels.relu_pool import (
     relu_max_pool2d_2x2_backward_kernel,
-    relu_max_pool2d_2x2_clipped_backward_kernel,
     relu_max_pool2d_backward_kernel,
 )
 
@@ -107,17 +106,14 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
         forward_plan = conv.make_plan(x.shape, weight, bias, *conv_args, x.dtype)
     nothing = np.empty((0, 0, 0, 0), dtype=x.dtype)
     two_by_two = pool.is_plain_2x2(*pool_args[:4], (oH, oW), pool_args[4])
-    clipped = pool.is_clipped_2x2(*pool_args[:4]) and not recompute
+    clipped = pool.is_clipped_2x2(*pool_args[:4]) and not recompute  # the plain ones too
     pads = pool_args[2]
 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
         g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
-        if two_by_two:
-            relu_max_pool2d_2x2_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], g)
-            return g
         if clipped:
-            relu_max_pool2d_2x2_clipped_backward_kernel(grad_out[n0:n1], indices[n0:n1],
-                                                        out[n0:n1], *pads, g)  # fmt: skip
+            relu_max_pool2d_2x2_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1],
+                                                *pads, g)  # fmt: skip
             return g
         y = nothing
         if recompute:

@@ -58,53 +58,50 @@ def unpool_2x2(grad, indices, values, W, stride, g):
     return stray
 
 
-@njit(cache=True, nogil=True)
-def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, grad_y):
-    """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools without padding: each
-    pixel lies in one window at most, so each plane is zeroed in one pass and each window's
-    gradient written at its winner, no additions (per image of the deck's second block,
-    12.5 -> 5.4 us measured, against writing each window's four pixels by selects). A plane
-    whose indices leave their windows (not the forward pass's) goes to the general kernel."""
-    N, C, H, W = grad_y.shape
-    for n in range(N):
-        for c in range(C):
-            plane = grad_y[n, c].reshape(H * W)
-            plane[:] = 0
-            if unpool_2x2(grad_out[n, c], indices[n, c], out_values[n, c], W, W, plane):
-                nothing = np.empty((0, 0, 0, 0), dtype=grad_y.dtype)
-                relu_max_pool2d_backward_kernel(grad_out[n : n + 1, c : c + 1],
-                                                indices[n : n + 1, c : c + 1],
-                                                out_values[n : n + 1, c : c + 1], nothing,
-                                                grad_y[n : n + 1, c : c + 1])  # fmt: skip
+@njit(inline="always")
+def _unpool_clipped(grad, indices, values, pH, pW, H, W, plane):
+    """``unpool_2x2`` for windows clipped to an (H, W) plane (padding pH, pW of 0 or 1, or
+    ceil_mode's overhang: ``pool.max_pool2d_2x2_clipped_kernel``'s), into the flat plane."""
+    oH, oW = grad.shape
+    stray = False
+    for i in range(oH):
+        r0, r1 = max(2 * i - pH, 0), min(2 * i - pH + 1, H - 1)  # the window's rows
+        for j in range(oW):
+            index = indices[i, j]
+            h = index // W
+            w = index - h * W
+            c0, c1 = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)
+            if index < 0 or (h != r0 and h != r1) or (w != c0 and w != c1):
+                stray = True
+                continue
+            g = grad[i, j]
+            if values[i, j] <= 0:  # relu blocked it
+                g = 0
+            plane[index] = g
+    return stray
 
 
 @njit(cache=True, nogil=True)
-def relu_max_pool2d_2x2_clipped_backward_kernel(grad_out, indices, out_values, pH, pW, grad_y):
-    """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools with padding 0 or 1 or
-    ceil_mode's overhang (``pool.max_pool2d_2x2_clipped_kernel``'s): windows still never
-    overlap, so each plane is zeroed and each window's gradient written at its winner. A
-    plane whose indices leave their windows goes to the general kernel."""
+def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, pH, pW, grad_y):
+    """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools with padding pH, pW of
+    0 or 1 (any ceil_mode): windows never overlap, so each plane is zeroed in one pass and
+    each window's gradient written at its winner, no additions (per image of the deck's
+    second block, 12.5 -> 5.4 us measured, against writing each window's four pixels by
+    selects). Windows inside the plane go through ``unpool_2x2``, clipped ones through
+    ``_unpool_clipped``. A plane whose indices leave their windows (not the forward pass's)
+    goes to the general kernel."""
     N, C, H, W = grad_y.shape
     _, _, oH, oW = grad_out.shape
+    plain = pH == 0 and pW == 0 and 2 * oH <= H and 2 * oW <= W
     for n in range(N):
         for c in range(C):
             plane = grad_y[n, c].reshape(H * W)
             plane[:] = 0
-            stray = False
-            for i in range(oH):
-                r0, r1 = max(2 * i - pH, 0), min(2 * i - pH + 1, H - 1)  # the window's rows
-                for j in range(oW):
-                    index = indices[n, c, i, j]
-                    h = index // W
-                    w = index - h * W
-                    c0, c1 = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)
-                    if index < 0 or (h != r0 and h != r1) or (w != c0 and w != c1):
-                        stray = True
-                        continue
-                    g = grad_out[n, c, i, j]
-                    if out_values[n, c, i, j] <= 0:  # relu blocked it
-                        g = 0
-                    plane[index] = g
+            g, k, v = grad_out[n, c], indices[n, c], out_values[n, c]
+            if plain:
+                stray = unpool_2x2(g, k, v, W, W, plane)
+            else:
+                stray = _unpool_clipped(g, k, v, pH, pW, H, W, plane)
             if stray:
                 nothing = np.empty((0, 0, 0, 0), dtype=grad_y.dtype)
                 relu_max_pool2d_backward_kernel(grad_out[n : n + 1, c : c + 1],

@@ -145,12 +145,14 @@ def direct_for_any_channels():
 
 
 @contextlib.contextmanager
-def winograd_for_any_channels():
+def winograd_for_any_channels(m: int | None = None):
     """Let the fast conv2d take Winograd however few input channels a case has (the drawn
-    cases have few; the deck's convs have 32 and 64)."""
-    saved = conv.WINOGRAD_MIN_CHANNELS
+    cases have few; the deck's convs have 32 and 64): F(m x m, 3x3) for every output size
+    with ``m`` 2 or 4, or the kind ``conv.winograd_kind`` picks for each with None."""
+    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD4_MAX_SHARE
     conv.WINOGRAD_MIN_CHANNELS = 1
+    conv.WINOGRAD4_MAX_SHARE = {None: saved[1], 2: -1.0, 4: float("inf")}[m]
     try:
         yield
     finally:
-        conv.WINOGRAD_MIN_CHANNELS = saved
+        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD4_MAX_SHARE = saved

@@ -52,10 +52,16 @@ def _three_ops(x, w, b, conv, pool, grad):
     return out, indices, grads
 
 
-PLANS = {"winograd": winograd_for_any_channels, "direct": direct_for_any_channels}
+PLANS = {
+    "winograd": lambda: winograd_for_any_channels(2),
+    "winograd4": lambda: winograd_for_any_channels(4),
+    "direct": direct_for_any_channels,
+}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba", "numba-winograd", "numba-direct"])
+@pytest.mark.parametrize(
+    "backend", ["numpy", "numba", "numba-winograd", "numba-winograd4", "numba-direct"]
+)
 @given(case=fused_cases(), seed=st.integers(0, 2**16))
 def test_fused_equals_the_three_ops_bit_for_bit(backend, case, seed):
     x, w, b, conv, pool = case

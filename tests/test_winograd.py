@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3): its twin against the direct twin, the fast kernels against torch and
-the twin, the transforms' adjoints, and which convs take it."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): their twin against the direct twin, the fast kernels
+against torch and the twin, the transforms' adjoints, and which convs take which."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.kernels import conv
+from minicnn.kernels import conv, winograd4
 from minicnn.kernels import winograd as K
 from tests.helpers import assert_close, compare_with_torch, term_scales, winograd_for_any_channels
 from tests.strategies import winograd_conv2d_cases
@@ -27,8 +27,13 @@ def _pads(x, w, kwargs):
     return (pH, pH, pW, pW)
 
 
+KIND = {2: conv.WinogradPlan, 4: conv.Winograd4Plan}  # m: the plan of F(m x m, 3x3)
+KERNELS = {2: K, 4: winograd4}
+
+
+@pytest.mark.parametrize("m", [2, 4])
 @given(case=winograd_conv2d_cases())
-def test_winograd_twin_equals_the_direct_twin(case):
+def test_winograd_twin_equals_the_direct_twin(m, case):
     x, w, b, kwargs = case
     pads = _pads(x, w, kwargs)
     with use_backend("numpy"):
@@ -36,83 +41,104 @@ def test_winograd_twin_equals_the_direct_twin(case):
         grad = np.random.default_rng(0).standard_normal(expected.shape).astype(x.dtype)
         expected_grads = F.conv2d_backward(grad, x, w, **kwargs)
         scales = term_scales("conv2d", (x, w, b), grad, kwargs)
-    assert_close(K.conv2d_forward_numpy(x, w, b, pads), expected, "forward", scale=scales[0])
-    grads = K.conv2d_backward_numpy(grad, x, w, pads)
+    assert_close(K.conv2d_forward_numpy(x, w, b, pads, m=m), expected, "forward", scale=scales[0])
+    grads = K.conv2d_backward_numpy(grad, x, w, pads, m=m)
     for name, mine, twin, scale in zip(("input", "weight", "bias"), grads, expected_grads,
                                        scales[1:]):  # fmt: skip
         assert_close(mine, twin, f"gradient of {name}", scale=scale)
 
 
+@pytest.mark.parametrize("m", [2, 4])
 @given(case=winograd_conv2d_cases())
-def test_fast_winograd_matches_torch(case):
+def test_fast_winograd_matches_torch(m, case):
     x, w, b, kwargs = case
-    with winograd_for_any_channels(), use_backend("numba"):
+    with winograd_for_any_channels(m), use_backend("numba"):
         pads = _pads(x, w, kwargs)
         plan = conv.make_plan(x.shape, w, b, (1, 1), pads, (1, 1), 1, x.dtype)
-        assert isinstance(plan, conv.WinogradPlan)
+        assert type(plan) is KIND[m]
         compare_with_torch("conv2d", x, w, b, **kwargs)
 
 
-@given(case=winograd_conv2d_cases().filter(lambda case: case[0].dtype == np.float64))
-def test_fast_winograd_matches_its_twin(case):
-    x, w, b, kwargs = case
+def _fast_equals_twin(x, w, b, kwargs, m):
     pads = _pads(x, w, kwargs)
-    expected = K.conv2d_forward_numpy(x, w, b, pads)
+    expected = K.conv2d_forward_numpy(x, w, b, pads, m=m)
     grad = np.random.default_rng(1).standard_normal(expected.shape)
-    with winograd_for_any_channels(), use_backend("numba"):
+    with winograd_for_any_channels(m), use_backend("numba"):
         out = F.conv2d(x, w, b, **kwargs)
         grads = F.conv2d_backward(grad, x, w, **kwargs)
     assert_close(out, expected, "forward", tolerance=1e-13)
     for name, mine, twin in zip(("input", "weight", "bias"), grads,
-                                K.conv2d_backward_numpy(grad, x, w, pads)):  # fmt: skip
+                                K.conv2d_backward_numpy(grad, x, w, pads, m=m)):  # fmt: skip
         assert_close(mine, twin, f"gradient of {name}", tolerance=1e-13)
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@given(case=winograd_conv2d_cases().filter(lambda case: case[0].dtype == np.float64))
+def test_fast_winograd_matches_its_twin(m, case):
+    _fast_equals_twin(*case, m)
+
+
+def test_fast_winograd4_matches_its_twin_over_many_channel_blocks():
+    """F(4x4, 3x3) runs its butterflies over blocks of channels (about ``winograd4.BLOCK``
+    tiles): 26x26 outputs of 3 images make blocks of 3 channels, here 3 + 2 of the input's
+    and 3 + 3 + 1 of the output's."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((3, 5, 26, 26)), rng.standard_normal((7, 5, 3, 3)), None
+    assert winograd4.BLOCK // (3 * 7 * 7) == 3  # tiles per channel: 3 images of 7x7 tiles
+    _fast_equals_twin(x, w, b, dict(padding=1), 4)
+
+
+@pytest.mark.parametrize("m", [2, 4])
 @given(seed=st.integers(0, 2**16), shape=st.tuples(st.integers(1, 3), st.integers(1, 4),
                                                    st.integers(1, 4), st.integers(1, 9),
                                                    st.integers(1, 9)))  # fmt: skip
-def test_each_backward_transform_is_its_forward_transforms_adjoint(seed, shape):
+def test_each_backward_transform_is_its_forward_transforms_adjoint(m, seed, shape):
     """<transform(a), b> == <a, adjoint(b)> for random a and b: the backward pass sends
     gradients back along exactly the paths the forward pass took."""
     N, C, C_out, oH, oW = shape
+    kernels, planes = KERNELS[m], (m + 2) ** 2
     rng = np.random.default_rng(seed)
-    tH, tW = K.tiles_for((oH, oW))
+    tH, tW = K.tiles_for((oH, oW), m)
     top, left = rng.integers(0, 2, size=2)
     H, W = oH + 2 - top - rng.integers(0, 2), oW + 2 - left - rng.integers(0, 2)
-    pad = np.empty((C, 2 * tH + 2, 2 * tW + 2))
+    pad = np.empty(((C,) if m == 2 else ()) + (m * tH + 2, m * tW + 2))  # F(4x4): one plane
 
-    w, dU = rng.standard_normal((C_out, C, 3, 3)), rng.standard_normal((16, C_out, C))
-    U, grad_w = np.empty((16, C_out, C)), np.empty((C_out, C, 3, 3))
-    K.filter_transform(w, U)
-    K.grad_filter_transform(dU, grad_w)
+    w, dU = rng.standard_normal((C_out, C, 3, 3)), rng.standard_normal((planes, C_out, C))
+    U, grad_w = np.empty((planes, C_out, C)), np.empty((C_out, C, 3, 3))
+    kernels.filter_transform(w, U)
+    kernels.grad_filter_transform(dU, grad_w)
     assert np.isclose(np.vdot(U, dU), np.vdot(w, grad_w), rtol=1e-12)
 
-    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((16, C, N * tH * tW))
-    V, grad_x = np.empty((16, C, N * tH * tW)), np.empty((N, C, H, W))
-    K.input_transform(x, top, left, pad, V)
-    K.grad_input_transform(dV, top, left, pad, grad_x)
+    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((planes, C, N * tH * tW))
+    V, grad_x = np.empty((planes, C, N * tH * tW)), np.empty((N, C, H, W))
+    kernels.input_transform(x, top, left, pad, V)
+    kernels.grad_input_transform(dV, top, left, pad, grad_x)
     assert np.isclose(np.vdot(V, dV), np.vdot(x, grad_x), rtol=1e-12)
 
-    M, dY = rng.standard_normal((16, C_out, N * tH * tW)), rng.standard_normal((N, C_out, oH, oW))
-    Y, dM = np.empty((N, C_out, oH, oW)), np.empty((16, C_out, N * tH * tW))
-    K.output_transform(M, np.zeros(C_out), Y)
+    M = rng.standard_normal((planes, C_out, N * tH * tW))
+    dY = rng.standard_normal((N, C_out, oH, oW))
+    Y, dM = np.empty((N, C_out, oH, oW)), np.empty((planes, C_out, N * tH * tW))
+    kernels.output_transform(M, np.zeros(C_out), Y)
     grad_b = np.full(C_out, 0.5)
-    K.grad_output_transform(dY, dM, grad_b)
+    kernels.grad_output_transform(dY, dM, grad_b)
     assert np.isclose(np.vdot(Y, dY), np.vdot(M, dM), rtol=1e-12)
     np.testing.assert_allclose(grad_b, 0.5 + dY.sum(axis=(0, 2, 3)), rtol=1e-12)  # added in
 
 
-def test_the_decks_float32_conv2_matches_float64_torch():
-    """At the deck's size (32 -> 64 channels, 14x14, a batch of 100) float32 Winograd is as
-    exact as float32 allows: within 1e-5 of the float64 result, relative to its terms."""
+@pytest.mark.parametrize("C, C_out, size, kind", [(32, 64, 14, 2), (64, 128, 7, 4)])
+def test_the_decks_float32_convs_match_float64_torch(C, C_out, size, kind):
+    """At the deck's sizes (conv2: 32 -> 64 channels, 14x14; the DeepCNN's conv3: 64 -> 128,
+    7x7; a batch of 100) float32 Winograd is as exact as float32 allows: within 1e-5 of the
+    float64 result, relative to its terms. F(4x4, 3x3)'s larger coefficients leave it about
+    ten times further than F(2x2, 3x3) (measured: 5e-6 against 4e-7 of the largest output)."""
     rng = np.random.default_rng(7)
-    x = np.maximum(rng.standard_normal((100, 32, 14, 14)), 0).astype(np.float32)
-    w = (rng.standard_normal((64, 32, 3, 3)) * 0.06).astype(np.float32)
-    b = (rng.standard_normal(64) * 0.06).astype(np.float32)
-    grad = rng.standard_normal((100, 64, 14, 14)).astype(np.float32) * 1e-3
+    x = np.maximum(rng.standard_normal((100, C, size, size)), 0).astype(np.float32)
+    w = (rng.standard_normal((C_out, C, 3, 3)) * 0.06).astype(np.float32)
+    b = (rng.standard_normal(C_out) * 0.06).astype(np.float32)
+    grad = rng.standard_normal((100, C_out, size, size)).astype(np.float32) * 1e-3
     with use_backend("numba"):
-        assert isinstance(conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1,
-                                         x.dtype), conv.WinogradPlan)  # fmt: skip
+        plan = conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1, x.dtype)
+        assert type(plan) is KIND[kind]
         out = F.conv2d(x, w, b, padding=1)
         grads = F.conv2d_backward(grad, x, w, padding=1)
     wide = [a.astype(np.float64) for a in (x, w, b, grad)]
@@ -130,7 +156,9 @@ def test_the_decks_float32_conv2_matches_float64_torch():
     "x_shape, w_shape, stride, dilation, groups, expected",
     [
         ((100, 32, 14, 14), (64, 32, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # conv2
-        ((100, 64, 7, 7), (128, 64, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # conv3
+        ((100, 64, 7, 7), (128, 64, 3, 3), (1, 1), (1, 1), 1, conv.Winograd4Plan),  # conv3
+        ((2, 8, 28, 28), (8, 8, 3, 3), (1, 1), (1, 1), 1, conv.Winograd4Plan),  # 4x4 fits
+        ((2, 8, 5, 5), (8, 8, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # 144 products each
         ((100, 1, 28, 28), (32, 1, 3, 3), (1, 1), (1, 1), 1, conv.DirectPlan),  # one channel
         ((2, 1, 28, 28), (32, 1, 5, 5), (1, 1), (1, 1), 1, conv.ConvPlan),
         ((2, 32, 14, 14), (64, 32, 3, 3), (2, 2), (1, 1), 1, conv.ConvPlan),

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from minicnn.kernels import direct, parallel, winograd
+from minicnn.kernels import direct, parallel, winograd, winograd4
 from minicnn.kernels.im2col import (
     col2im,
     col2im_unit,
@@ -255,55 +255,61 @@ class WinogradPlan(ConvPlan):
     weight gradient is summed in the transformed domain, (16, C_out, C), and brought back to
     3x3 once for the batch."""
 
+    kernels = winograd  # the transforms
+    m = 2  # the output block's side: tiles of m + 2 pixels, (m + 2)**2 products
+    pads_one_plane = False  # whether the input transform pads a plane at a time, or an image
+
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         super().__init__(x_shape, weight, bias, stride, padding, dilation, groups, dtype)
         C_out, C = weight.shape[:2]
-        self.tH, self.tW = winograd.tiles_for((self.oH, self.oW))
+        self.planes = (self.m + 2) ** 2
+        self.tH, self.tW = winograd.tiles_for((self.oH, self.oW), self.m)
         self.T = self.tH * self.tW  # tiles per image
-        self.U = np.empty((16, C_out, C), dtype=self.dtype)  # the filters, transformed
-        winograd.filter_transform(weight, self.U)
+        self.U = np.empty((self.planes, C_out, C), dtype=self.dtype)  # the filters, transformed
+        self.kernels.filter_transform(weight, self.U)
         self.bias_vector = np.zeros(C_out, self.dtype) if bias is None else bias.astype(self.dtype)
         # per image: its tiles' transform (and its transpose, or gradient) and the products.
-        # Each of the 16 products touches a sixteenth of them at a time, so chunks of twice
-        # the L2 budget still run from cache, and fewer, wider products are faster (by 7% on
-        # the deck's conv2, measured against 1 MiB; 4 MiB was slower)
-        per_image = 16 * self.T * (2 * C + C_out) * self.dtype.itemsize
+        # Each product touches one plane of them at a time, so chunks of twice the L2 budget
+        # still run from cache, and fewer, wider products are faster (by 7% on the deck's
+        # conv2 with F(2x2, 3x3), measured against 1 MiB; 4 MiB was slower)
+        per_image = self.planes * self.T * (2 * C + C_out) * self.dtype.itemsize
         self.chunk = parallel.chunk_size(per_image, 2 * 1024 * 1024)
 
     def _transform_input(self, x):
-        """V = the chunk's input tiles, transformed: (16, C, b*T) in scratch space."""
-        C = x.shape[1]
-        xpad = parallel.scratch("pad", (C, 2 * self.tH + 2, 2 * self.tW + 2), self.dtype)
-        V = parallel.scratch("tiles", (16, C, x.shape[0] * self.T), self.dtype)
-        winograd.input_transform(x, self.padding[0], self.padding[2], xpad, V)
+        """V = the chunk's input tiles, transformed: (planes, C, b*T) in scratch space."""
+        C, m = x.shape[1], self.m
+        planes = () if self.pads_one_plane else (C,)
+        xpad = parallel.scratch("pad", (*planes, m * self.tH + 2, m * self.tW + 2), self.dtype)
+        V = parallel.scratch("tiles", (self.planes, C, x.shape[0] * self.T), self.dtype)
+        self.kernels.input_transform(x, self.padding[0], self.padding[2], xpad, V)
         return V, xpad
 
     def forward(self, x, out) -> None:
         """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
-        V, _ = self._transform_input(x)  # (16, C, b*T)
-        M = parallel.scratch("products", (16, self.C_out, V.shape[2]), self.dtype)
-        np.matmul(self.U, V, out=M)  # (16, C_out, b*T)
-        winograd.output_transform(M, self.bias_vector, out)
+        V, _ = self._transform_input(x)  # (planes, C, b*T)
+        M = parallel.scratch("products", (self.planes, self.C_out, V.shape[2]), self.dtype)
+        np.matmul(self.U, V, out=M)  # (planes, C_out, b*T)
+        self.kernels.output_transform(M, self.bias_vector, out)
 
     def backward(self, grad, x, grad_u, grad_b, grad_x) -> None:
-        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (16, C_out, C)
-        and its bias gradient into ``grad_b``; write its input gradient unless None."""
+        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (planes, C_out,
+        C) and its bias gradient into ``grad_b``; write its input gradient unless None."""
         b, C = x.shape[:2]
-        dM = parallel.scratch("products", (16, self.C_out, b * self.T), self.dtype)
-        winograd.grad_output_transform(grad, dM, grad_b)  # (16, C_out, b*T), and grad_b
-        V, xpad = self._transform_input(x)  # (16, C, b*T)
-        V_t = parallel.scratch("tiles_t", (16, b * self.T, C), self.dtype)
+        dM = parallel.scratch("products", (self.planes, self.C_out, b * self.T), self.dtype)
+        self.kernels.grad_output_transform(grad, dM, grad_b)  # (planes, C_out, b*T), grad_b
+        V, xpad = self._transform_input(x)  # (planes, C, b*T)
+        V_t = parallel.scratch("tiles_t", (self.planes, b * self.T, C), self.dtype)
         np.copyto(V_t, V.transpose(0, 2, 1))  # BLAS multiplies by it faster laid out so
-        chunk_u = parallel.scratch("grad_u", (16, self.C_out, C), self.dtype)
+        chunk_u = parallel.scratch("grad_u", self.U.shape, self.dtype)
         np.matmul(dM, V_t, out=chunk_u)
         grad_u += chunk_u
         if grad_x is not None:
-            np.matmul(self.U_t, dM, out=V)  # the tiles' gradient, (16, C, b*T), over V
-            winograd.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
+            np.matmul(self.U_t, dM, out=V)  # the tiles' gradient, (planes, C, b*T), over V
+            self.kernels.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
 
     @functools.cached_property
     def U_t(self):
-        """The transformed filters, transposed: (16, C, C_out)."""
+        """The transformed filters, transposed: (planes, C, C_out)."""
         return np.ascontiguousarray(self.U.transpose(0, 2, 1))
 
     @property
@@ -312,8 +318,17 @@ class WinogradPlan(ConvPlan):
 
     def grad_weight(self, grad_u):
         grad_weight = np.empty(self.weight.shape, dtype=self.dtype)  # (C_out, C, 3, 3)
-        winograd.grad_filter_transform(grad_u, grad_weight)
+        self.kernels.grad_filter_transform(grad_u, grad_weight)
         return grad_weight
+
+
+class Winograd4Plan(WinogradPlan):
+    """``WinogradPlan`` by F(4x4, 3x3) (``minicnn.kernels.winograd4``): 36 products over 6x6
+    tiles, each giving a 4x4 block of outputs."""
+
+    kernels = winograd4
+    m = 4
+    pads_one_plane = True
 
 
 class DirectPlan(ConvPlan):
@@ -385,15 +400,37 @@ WINOGRAD_MIN_CHANNELS = 8
 DIRECT_MAX_CHANNELS = 1
 
 
+# F(4x4, 3x3) where it needs at most this share of F(2x2, 3x3)'s products: measured over 3x3
+# convs of 8 to 128 channels, batch 100, one thread, forward and backward, its costlier
+# transforms won where the 4x4 blocks fit the output (7x7: 0.56, 1.2-1.6x faster; 28x28:
+# 0.56, up to 1.25x) and not where they overhang it (14x14: 0.73, 0.95-1.04x)
+WINOGRAD4_MAX_SHARE = 0.6
+
+
+def winograd_kind(out_hw) -> type[WinogradPlan]:
+    """F(2x2, 3x3) or F(4x4, 3x3) for a conv2d whose output is ``out_hw``, by their products
+    per image: (m + 2)**2 for each m x m block of outputs (or part of one at the edge)."""
+    products = {
+        kind: (kind.m + 2) ** 2 * np.prod(winograd.tiles_for(out_hw, kind.m))
+        for kind in (WinogradPlan, Winograd4Plan)
+    }
+    if products[Winograd4Plan] <= WINOGRAD4_MAX_SHARE * products[WinogradPlan]:
+        return Winograd4Plan
+    return WinogradPlan
+
+
 def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -> ConvPlan:
     """The faster plan for this conv2d. For 3x3 kernels at stride and dilation 1 without
-    groups: Winograd with channels enough (the deck's convs after the first), direct loops
-    with very few (one: the first); im2col + BLAS for the rest."""
+    groups: Winograd with channels enough (the deck's convs after the first; F(4x4, 3x3) for
+    the DeepCNN's third), direct loops with very few (one: the first); im2col + BLAS for the
+    rest."""
     three_by_three = (
         weight.shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
     )
     if three_by_three and x_shape[1] >= WINOGRAD_MIN_CHANNELS:
-        kind = WinogradPlan
+        top, bottom, left, right = padding
+        out_hw = (x_shape[2] + top + bottom - 2, x_shape[3] + left + right - 2)
+        kind = winograd_kind(out_hw)
     elif three_by_three and x_shape[1] <= DIRECT_MAX_CHANNELS:
         kind = DirectPlan
     else:

@@ -22,8 +22,13 @@ dM[k]`` (each input tile's gradient ``BT.T dV BT``, added onto the pixels the ti
 Every step is exact algebra, so the results equal direct convolution's up to round-off, which
 the transforms' small integer and 1/2 coefficients keep at a few units in the last place.
 
+F(4x4, 3x3) is the same algebra with larger matrices (``G4``, ``BT4``, ``AT4`` below): 6x6
+input tiles 4 pixels apart, 36 products, a 4x4 block of outputs per tile, 2.25
+multiplications per output where F(2x2, 3x3) spends 4. The twin takes ``m=4`` for it; its
+fast kernels are in ``minicnn.kernels.winograd4``.
+
 Shapes: x (N, C, H, W), weight (C_out, C, 3, 3), ``padding = (top, bottom, left, right)``,
-out (N, C_out, oH, oW) with oH = H + top + bottom - 2; tH = ceil(oH / 2) tile rows, tW tile
+out (N, C_out, oH, oW) with oH = H + top + bottom - 2; tH = ceil(oH / m) tile rows, tW tile
 columns, T = tH * tW tiles per image; tiles past the last output read zeros and are dropped.
 """
 
@@ -39,71 +44,96 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])  # (4, 4)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
 
+# F(4x4, 3x3) (``minicnn.kernels.winograd4``): 6x6 tiles, a 4x4 block of outputs from each
+G4 = np.array([  # (6, 3)
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+])  # fmt: skip
+BT4 = np.array([  # (6, 6)
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+])  # fmt: skip
+AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
 
-def tiles_for(out_hw: tuple[int, int]) -> tuple[int, int]:
-    """(tH, tW): how many 2x2 output blocks cover an oH x oW output."""
-    return (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
+MATRICES = {2: (G, BT, AT), 4: (G4, BT4, AT4)}  # m, the output block's side: (G, BT, AT)
+
+
+def tiles_for(out_hw: tuple[int, int], m: int = 2) -> tuple[int, int]:
+    """(tH, tW): how many m x m output blocks cover an oH x oW output."""
+    return -(-out_hw[0] // m), -(-out_hw[1] // m)
 
 
 # -- the NumPy twin: the formulas above, one array expression each ---------------------------
+# (m = 2 by default; m = 4 is F(4x4, 3x3), the same steps with 6x6 tiles)
 
 
-def _padded(x, padding, tH, tW):
-    """x zero-padded to the (2tH + 2, 2tW + 2) plane its tiles cover, (N, C, 2tH+2, 2tW+2)."""
+def _padded(x, padding, tH, tW, m):
+    """x zero-padded to the (m*tH + 2, m*tW + 2) plane its tiles cover."""
     top, _, left, _ = padding
     _, _, H, W = x.shape
-    return np.pad(x, ((0, 0), (0, 0), (top, 2 * tH + 2 - H - top), (left, 2 * tW + 2 - W - left)))
+    return np.pad(x, ((0, 0), (0, 0), (top, m * tH + 2 - H - top), (left, m * tW + 2 - W - left)))
 
 
-def conv2d_forward_numpy(x, weight, bias, padding):
+def _tiles(xpad, m):
+    """The (m + 2)x(m + 2) tiles of xpad, m pixels apart: (N, C, tH, tW, m + 2, m + 2)."""
+    return sliding_window_view(xpad, (m + 2, m + 2), axis=(2, 3))[:, :, ::m, ::m]
+
+
+def conv2d_forward_numpy(x, weight, bias, padding, m=2):
     """out = conv2d(x, weight, bias, padding=padding) for a 3x3 kernel, stride 1, by tiles."""
     N, C, H, W = x.shape
     C_out = weight.shape[0]
     top, bottom, left, right = padding
     oH, oW = H + top + bottom - 2, W + left + right - 2
-    tH, tW = tiles_for((oH, oW))
-    g, bt, at = (m.astype(x.dtype) for m in (G, BT, AT))
+    tH, tW = tiles_for((oH, oW), m)
+    g, bt, at = (a.astype(x.dtype) for a in MATRICES[m])
 
-    xpad = _padded(x, padding, tH, tW)  # (N, C, 2tH+2, 2tW+2)
-    d = sliding_window_view(xpad, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, tH, tW, 4, 4)
-    V = bt @ d @ bt.T  # (N, C, tH, tW, 4, 4): the input tiles, transformed
-    U = g @ weight @ g.T  # (C_out, C, 4, 4): the filters, transformed
-    M = np.einsum("nctuab,ocab->notuab", V, U)  # (N, C_out, tH, tW, 4, 4): 16 sums over c
-    Y = at @ M @ at.T  # (N, C_out, tH, tW, 2, 2): each tile's 2x2 block of outputs
-    out = Y.transpose(0, 1, 2, 4, 3, 5).reshape(N, C_out, 2 * tH, 2 * tW)[:, :, :oH, :oW]
+    d = _tiles(_padded(x, padding, tH, tW, m), m)  # (N, C, tH, tW, m+2, m+2)
+    V = bt @ d @ bt.T  # (N, C, tH, tW, m+2, m+2): the input tiles, transformed
+    U = g @ weight @ g.T  # (C_out, C, m+2, m+2): the filters, transformed
+    M = np.einsum("nctuab,ocab->notuab", V, U)  # (N, C_out, tH, tW, m+2, m+2): sums over c
+    Y = at @ M @ at.T  # (N, C_out, tH, tW, m, m): each tile's block of outputs
+    out = Y.transpose(0, 1, 2, 4, 3, 5).reshape(N, C_out, m * tH, m * tW)[:, :, :oH, :oW]
     out = np.ascontiguousarray(out)  # (N, C_out, oH, oW)
     if bias is not None:
         out += bias[None, :, None, None]
     return out
 
 
-def conv2d_backward_numpy(grad_out, x, weight, padding, input_grad=True):
+def conv2d_backward_numpy(grad_out, x, weight, padding, input_grad=True, m=2):
     """(grad_x, grad_weight, grad_bias) of ``conv2d_forward_numpy``: its steps' adjoints."""
     N, C, H, W = x.shape
     C_out = weight.shape[0]
     top, _, left, _ = padding
     _, _, oH, oW = grad_out.shape
-    tH, tW = tiles_for((oH, oW))
-    g, bt, at = (m.astype(x.dtype) for m in (G, BT, AT))
+    tH, tW = tiles_for((oH, oW), m)
+    g, bt, at = (a.astype(x.dtype) for a in MATRICES[m])
 
-    xpad = _padded(x, padding, tH, tW)  # (N, C, 2tH+2, 2tW+2)
-    d = sliding_window_view(xpad, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, tH, tW, 4, 4)
-    V = bt @ d @ bt.T  # (N, C, tH, tW, 4, 4)
-    U = g @ weight @ g.T  # (C_out, C, 4, 4)
-    dY = np.pad(grad_out, ((0, 0), (0, 0), (0, 2 * tH - oH), (0, 2 * tW - oW)))
-    dY = dY.reshape(N, C_out, tH, 2, tW, 2).transpose(0, 1, 2, 4, 3, 5)  # (N, C_out, tH, tW, 2, 2)
-    dM = at.T @ dY @ at  # (N, C_out, tH, tW, 4, 4)
-    dU = np.einsum("notuab,nctuab->ocab", dM, V)  # (C_out, C, 4, 4)
+    xpad = _padded(x, padding, tH, tW, m)  # (N, C, m*tH+2, m*tW+2)
+    V = bt @ _tiles(xpad, m) @ bt.T  # (N, C, tH, tW, m+2, m+2)
+    U = g @ weight @ g.T  # (C_out, C, m+2, m+2)
+    dY = np.pad(grad_out, ((0, 0), (0, 0), (0, m * tH - oH), (0, m * tW - oW)))
+    dY = dY.reshape(N, C_out, tH, m, tW, m).transpose(0, 1, 2, 4, 3, 5)  # (N, C_out, tH, tW, m, m)
+    dM = at.T @ dY @ at  # (N, C_out, tH, tW, m+2, m+2)
+    dU = np.einsum("notuab,nctuab->ocab", dM, V)  # (C_out, C, m+2, m+2)
     grad_weight = g.T @ dU @ g  # (C_out, C, 3, 3)
     grad_bias = grad_out.sum(axis=(0, 2, 3))
     if not input_grad:
         return None, grad_weight, grad_bias
-    dV = np.einsum("notuab,ocab->nctuab", dM, U)  # (N, C, tH, tW, 4, 4)
-    dd = bt.T @ dV @ bt  # (N, C, tH, tW, 4, 4): each input tile's gradient
-    grad_pad = np.zeros_like(xpad)  # (N, C, 2tH+2, 2tW+2)
-    for a in range(4):  # tiles overlap: add each tile position's share onto its pixels
-        for b in range(4):
-            grad_pad[:, :, a : a + 2 * tH : 2, b : b + 2 * tW : 2] += dd[..., a, b]
+    dV = np.einsum("notuab,ocab->nctuab", dM, U)  # (N, C, tH, tW, m+2, m+2)
+    dd = bt.T @ dV @ bt  # (N, C, tH, tW, m+2, m+2): each input tile's gradient
+    grad_pad = np.zeros_like(xpad)  # (N, C, m*tH+2, m*tW+2)
+    for a in range(m + 2):  # tiles overlap: add each tile position's share onto its pixels
+        for b in range(m + 2):
+            grad_pad[:, :, a : a + m * tH : m, b : b + m * tW : m] += dd[..., a, b]
     grad_x = np.ascontiguousarray(grad_pad[:, :, top : top + H, left : left + W])
     return grad_x, grad_weight, grad_bias
 

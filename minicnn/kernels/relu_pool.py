@@ -65,13 +65,12 @@ def _unpool_clipped(grad, indices, values, pH, pW, H, W, plane):
     oH, oW = grad.shape
     stray = False
     for i in range(oH):
-        r0, r1 = max(2 * i - pH, 0), min(2 * i - pH + 1, H - 1)  # the window's rows
+        r0, r1 = max(2 * i - pH, 0) * W, min(2 * i - pH + 1, H - 1) * W  # the window's rows
         for j in range(oW):
             index = indices[i, j]
-            h = index // W
-            w = index - h * W
-            c0, c1 = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)
-            if index < 0 or (h != r0 and h != r1) or (w != c0 and w != c1):
+            c0, c1 = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)  # and columns
+            # one of its (up to) four pixels? (compared, not divided by W: twice as fast)
+            if index != r0 + c0 and index != r0 + c1 and index != r1 + c0 and index != r1 + c1:
                 stray = True
                 continue
             g = grad[i, j]

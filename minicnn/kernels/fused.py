@@ -13,7 +13,7 @@ Backward, per chunk: the pooled gradient goes to each window's winner unless the
 0 or less (relu's gradient: 0 there, 1 above 0 and, as in torch, at a NaN), giving the conv
 output's gradient in scratch space, then the conv's backward.
 
-With the direct 3x3 conv (``conv.DirectPlan``, one input channel) and a 2x2 pool, the fusion
+With the direct 3x3 conv (``plans.DirectPlan``, one input channel) and a 2x2 pool, the fusion
 goes one step further: each conv plane is pooled as soon as it is computed, and its gradient
 built from the pooled one, while it is in L1 (``minicnn.kernels.direct``).
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import conv, elementwise, parallel, pool
+from minicnn.kernels import conv, elementwise, parallel, plans, pool
 from minicnn.kernels.relu_pool import (
     relu_max_pool2d_2x2_backward_kernel,
     relu_max_pool2d_backward_kernel,
@@ -77,7 +77,7 @@ def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
     indices = np.empty((N, C_out, *out_hw), dtype=np.int64)
 
     two_by_two = pool.is_plain_2x2(kernel, stride, padding, dilation, (oH, oW), out_hw)
-    in_one_pass = two_by_two and isinstance(plan, conv.DirectPlan)
+    in_one_pass = two_by_two and isinstance(plan, plans.DirectPlan)
 
     def task(start, stop):
         for n0, n1 in plan.chunks(start, stop):
@@ -123,7 +123,7 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
         relu_max_pool2d_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], y, g)
         return g
 
-    if two_by_two and isinstance(plan, conv.DirectPlan):  # each plane's gradient made in L1
+    if two_by_two and isinstance(plan, plans.DirectPlan):  # each plane's gradient made in L1
 
         def chunk_backward(n0, n1, grad_w, grad_b, grad_x):
             plan.relu_max_pool_2x2_backward(grad_out[n0:n1], indices[n0:n1], out[n0:n1],

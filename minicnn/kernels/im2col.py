@@ -4,13 +4,22 @@ conv2d as one matrix product per group: with the input's receptive fields laid o
 columns of a matrix (im2col), ``out = weight (C_out, Cg*kH*kW) @ cols``; the input's gradient
 is ``col2im(weight.T @ grad)``, col2im adding each column entry back onto the pixel it came
 from (im2col's adjoint). The layout keeps a chunk's images side by side, (G, K, N, L), so one
-product covers them all (``minicnn.kernels.conv.ConvPlan``). The ``*_unit`` kernels do the
+product covers them all (``minicnn.kernels.plans.ConvPlan``). The ``*_unit`` kernels do the
 stride-1, dilation-1 case, the deck's, through a zero-padded copy of each image.
 """
 
 from __future__ import annotations
 
 from numba import njit
+
+
+def conv_out_hw(in_hw, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """(oH, oW) = conv2d's output size: ``(H + top + bottom - dH*(kH - 1) - 1) // sH + 1``
+    and the same across, with ``padding = (top, bottom, left, right)``."""
+    (H, W), (kH, kW), (top, bottom, left, right) = in_hw, kernel, padding
+    oH = (H + top + bottom - dilation[0] * (kH - 1) - 1) // stride[0] + 1
+    oW = (W + left + right - dilation[1] * (kW - 1) - 1) // stride[1] + 1
+    return oH, oW
 
 
 @njit(cache=True, nogil=True)

@@ -3,6 +3,7 @@ TypeError that names the op, what was expected and what came."""
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 
@@ -121,7 +122,7 @@ def allocatable(shape: tuple[int, ...], dtype, op: str, what: str = "output") ->
     A huge padding or a tiny stride asks for an output NumPy could only fail to allocate (a
     MemoryError naming no op), or one the kernel could only fill by swapping for hours.
     """
-    size = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize  # exact, no overflow
+    size = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize  # exact, no overflow
     if size > _physical_memory():
         raise ValueError(
             f"{op}: the {what} would be an array of shape {tuple(shape)} ({size / 2**30:.3g} "

@@ -13,6 +13,8 @@ out (N, C_out, oH, oW) with oH = (H + top + bottom - dH*(kH - 1) - 1) // sH + 1.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minicnn.kernels import parallel, winograd
@@ -106,7 +108,7 @@ def winograd_kind(out_hw) -> type[WinogradPlan]:
     """F(2x2, 3x3) or F(4x4, 3x3) for a conv2d whose output is ``out_hw``, by their products
     per image: (m + 2)**2 for each m x m block of outputs (or part of one at the edge)."""
     products = {
-        kind: (kind.m + 2) ** 2 * np.prod(winograd.tiles_for(out_hw, kind.m))
+        kind: (kind.m + 2) ** 2 * math.prod(winograd.tiles_for(out_hw, kind.m))
         for kind in (WinogradPlan, Winograd4Plan)
     }
     if products[Winograd4Plan] <= WINOGRAD4_MAX_SHARE * products[WinogradPlan]:

@@ -7,6 +7,8 @@ Shapes: x (*, in), weight (out, in) as torch stores it, bias (out,) or None, out
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minicnn.kernels.parallel import parallel_for
@@ -24,7 +26,7 @@ def linear_forward_numpy(x, weight, bias):
 def _rows(a: np.ndarray) -> np.ndarray:
     """(M, features) view of a (*, features) array; M is spelled out, as -1 is ambiguous when
     the feature axis is empty."""
-    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def linear_backward_numpy(grad_out, x, weight, input_grad=True):

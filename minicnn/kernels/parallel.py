@@ -17,6 +17,7 @@ BLAS runs on one thread per call (``minicnn.kernels.threads`` says why).
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 from collections.abc import Callable
 
@@ -85,7 +86,7 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A per-thread work array of ``shape`` (uninitialised), reused across calls so that the
     hot loops allocate nothing."""
     buffers = _local.__dict__.setdefault("buffers", {})
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # (np.prod took 3 of this function's 4 us, ~300 calls a step)
     dtype = np.dtype(dtype)
     buffer = buffers.get((name, dtype))
     if buffer is None or buffer.size < size:

@@ -5,7 +5,12 @@ meaningful is a ratio measured at one moment: ``measure`` warms every runner up 
 compiles outside the timing), picks for each a number of steps that takes about
 ``target_s``, then takes ``repeats`` samples, one per engine in turn, rotating the order
 each round so no engine always runs first. Each sample is ``time.perf_counter`` around a
-block of steps (with a GPU synchronisation on both sides for CUDA), divided by the steps.
+block of steps (with a GPU synchronisation on both sides for CUDA), divided by the steps,
+after one untimed step of the same engine: the switch from the other engine (its weights
+and buffers evicted from the caches, torch's OpenMP threads still spinning) is a cost of
+taking turns, not of either engine's steady state (measured in one process, CNN training at
+batch 100: minicnn ~18 ms a step right after torch's turn, ~15 ms alone or after an
+untimed step; torch ~26.6 and ~24).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def measure(
         shift = round_ % len(runners)
         for runner in [*runners[shift:], *runners[:shift]]:
             n = steps[runner.engine]
+            runner.run(mode, 1)  # untimed: the switch from the other engine
             samples[runner.engine].append(runner.run(mode, n) / n)
     others = others_cores(before, cpu_times())
     return {

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import flops, gpu, seeds, suite, validate
+from benchmarks import flops, gpu, seeds, suite, timing, validate
 from benchmarks.engines import SEED
 
 TINY = [
@@ -142,3 +142,26 @@ def test_seed_table_gives_each_engines_spread():
         "| cnn | *lowest* | 0.9890 | 0.9885 |",
         "| cnn | *highest* | 0.9902 | 0.9897 |",
     ]
+
+
+class _CountingRunner:
+    """A runner that records its calls and reports a fixed time per step."""
+
+    def __init__(self, engine: str, calls: list) -> None:
+        self.engine, self.batch, self.calls = engine, 4, calls
+
+    def run(self, mode: str, steps: int) -> float:
+        self.calls.append((self.engine, steps))
+        return 0.001 * steps
+
+
+def test_each_timed_sample_follows_an_untimed_step_of_its_engine():
+    """Engines take turns; the step that switches from one to the other is not timed."""
+    calls: list = []
+    runners = [_CountingRunner("a", calls), _CountingRunner("b", calls)]
+    found = timing.measure(runners, "train", repeats=3, target_s=0.01, warmup=2)
+    samples = calls[6:]  # after 2 warm-up and 2 calibration steps of each
+    assert samples == [("a", 1), ("a", 10), ("b", 1), ("b", 10),
+                       ("b", 1), ("b", 10), ("a", 1), ("a", 10),
+                       ("a", 1), ("a", 10), ("b", 1), ("b", 10)]  # fmt: skip
+    assert found["a"]["step_s"] == pytest.approx(0.001)

@@ -125,9 +125,7 @@ def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -
         weight.shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
     )
     if three_by_three and x_shape[1] >= WINOGRAD_MIN_CHANNELS:
-        top, bottom, left, right = padding
-        out_hw = (x_shape[2] + top + bottom - 2, x_shape[3] + left + right - 2)
-        kind = winograd_kind(out_hw)
+        kind = winograd_kind(conv_out_hw(x_shape[2:], (3, 3), stride, padding, dilation))
     elif three_by_three and x_shape[1] <= DIRECT_MAX_CHANNELS:
         kind = DirectPlan
     else:

@@ -27,30 +27,11 @@ def _avg_window(start: int, kernel: int, size: int, pad: int) -> tuple[int, int,
     return max(start, 0), min(end, size), end - start
 
 
-def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_pad,
-                             divisor_override):  # fmt: skip
-    """out (N, C, oH, oW): each window's sum over its divisor."""
-    N, C, H, W = x.shape
-    oH, oW = out_hw
-    out = np.zeros((N, C, oH, oW), dtype=x.dtype)
-    for i in range(oH):
-        h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
-        for j in range(oW):
-            w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
-            if h0 >= h1 or w0 >= w1:
-                continue  # a window entirely in the padding averages to 0
-            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override or 0)  # fmt: skip
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
-    return out
-
-
-def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count_include_pad,
-                              divisor_override):  # fmt: skip
-    """grad_x (N, C, H, W): each output's gradient spread evenly over its window's pixels."""
-    N, C, oH, oW = grad_out.shape
-    H, W = input_hw
-    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+def _windows(in_hw, out_hw, kernel, stride, padding, count_include_pad, divisor_override):
+    """(i, j, rows, cols, divisor) for each output position whose window holds real pixels:
+    its rows and columns of the input as slices, and its divisor. A window entirely in the
+    padding is left out: it averages to 0 and passes no gradient."""
+    (H, W), (oH, oW) = in_hw, out_hw
     for i in range(oH):
         h0, h1, area_h = _avg_window(i * stride[0] - padding[0], kernel[0], H, padding[0])
         for j in range(oW):
@@ -59,7 +40,28 @@ def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count
                 continue
             divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
                                    divisor_override or 0)  # fmt: skip
-            grad_x[:, :, h0:h1, w0:w1] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
+            yield i, j, slice(h0, h1), slice(w0, w1), divisor
+
+
+def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_pad,
+                             divisor_override):  # fmt: skip
+    """out (N, C, oH, oW): each window's sum over its divisor."""
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, *out_hw), dtype=x.dtype)
+    for i, j, rows, cols, divisor in _windows((H, W), out_hw, kernel, stride, padding,
+                                              count_include_pad, divisor_override):  # fmt: skip
+        out[:, :, i, j] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor
+    return out
+
+
+def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count_include_pad,
+                              divisor_override):  # fmt: skip
+    """grad_x (N, C, H, W): each output's gradient spread evenly over its window's pixels."""
+    N, C, oH, oW = grad_out.shape
+    grad_x = np.zeros((N, C, *input_hw), dtype=grad_out.dtype)
+    for i, j, rows, cols, divisor in _windows(input_hw, (oH, oW), kernel, stride, padding,
+                                              count_include_pad, divisor_override):  # fmt: skip
+        grad_x[:, :, rows, cols] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
     return grad_x
 
 

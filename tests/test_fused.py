@@ -15,7 +15,7 @@ from minicnn import manual_seed, models, nn, use_backend
 from minicnn.kernels import conv
 from minicnn.kernels import fused as K
 from tests.helpers import assert_close, direct_for_any_channels, winograd_for_any_channels
-from tests.strategies import conv2d_cases
+from tests.strategies import conv2d_cases, winograd_conv2d_cases
 
 BACKENDS = ["numpy", "numba"]
 
@@ -117,10 +117,51 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
                                           kernel_size=2)  # fmt: skip
 
 
+@st.composite
+def tile_pool_cases(draw):
+    """(x, weight, bias, conv kwargs, pool kwargs): a 3x3 stride-1 conv and a 2x2 pool, the
+    pool F(2x2, 3x3)'s output transform does on its tiles (odd sizes leave the last row or
+    column out; ceil_mode's overhang takes the pool kernel instead)."""
+    x, w, b, conv = draw(winograd_conv2d_cases())
+    pool = dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=draw(st.booleans()))
+    try:
+        F.max_pool2d(F.conv2d(x, w, b, **conv), **pool)
+    except ValueError:
+        assume(False)  # an output of one row or column: no window
+    return x, w, b, conv, pool
+
+
+@given(case=tile_pool_cases(), seed=st.integers(0, 2**16))
+def test_winograd_pooled_tiles_equal_the_three_ops_bit_for_bit(case, seed):
+    x, w, b, conv, pool = case
+    kwargs = _fused_kwargs(conv, pool)
+    with use_backend("numba"), winograd_for_any_channels(2):
+        made = conv_plan(x, w, b, conv)
+        assert type(made).__name__ == "Winograd2Plan"
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+        grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
+        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
+    np.testing.assert_array_equal(out, out3)
+    np.testing.assert_array_equal(indices, indices3)
+    for name, mine, theirs in zip(("input", "weight", "bias"), grads, grads3):
+        np.testing.assert_array_equal(mine, theirs, err_msg=f"gradient of {name}")
+
+
+def conv_plan(x, w, b, conv_kwargs):
+    """The plan the fast conv2d makes for a case of ``winograd_conv2d_cases``."""
+    padding = conv_kwargs["padding"]
+    if isinstance(padding, str):
+        padding = 1 if padding == "same" else 0
+    pH, pW = padding if isinstance(padding, tuple) else (padding, padding)
+    return conv.make_plan(x.shape, w, b, (1, 1), (pH, pH, pW, pW), (1, 1), 1, x.dtype)
+
+
 @pytest.mark.parametrize(
     "channels, plan, pool",
     [
         (1, "DirectPlan", {}),
+        (8, "Winograd2Plan", {}),  # its pooled tiles' backward
         (3, "ConvPlan", {}),
         (3, "ConvPlan", dict(pool_padding=1)),  # the clipped windows' backward
         (3, "ConvPlan", dict(pool_padding=(0, 1), ceil_mode=True)),
@@ -129,7 +170,8 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
 def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool):
     """Indices not from the forward pass (each pointing at some pixel of the plane): the
     gradient goes where they point, as the twin sends it, through each 2x2 backward (the
-    direct conv's, the one the other plans use, the clipped windows'). Everything is
+    direct conv's, F(2x2, 3x3)'s, the one the other plans use, the clipped windows').
+    Everything is
     positive, so relu passes every gradient in both."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # odd: some pixels in no window (no padding)
@@ -199,6 +241,30 @@ def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend):
     )
     kwargs = _fused_kwargs(conv, pool)
     with use_backend(backend):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+        grad = rng.standard_normal(out.shape)
+        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
+        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
+    assert np.isnan(out).any()
+    np.testing.assert_array_equal(out, out3)
+    np.testing.assert_array_equal(indices, indices3)
+    for mine, theirs in zip(grads, grads3):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
+def test_winograd_pooled_tiles_handle_nan_and_infinity_as_the_three_ops_do():
+    # F(2x2, 3x3) pools its tiles' blocks itself: a NaN input spreads over the outputs
+    # around it, and so does an infinity (as NaNs: the transforms subtract it from itself)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 8, 6, 8))
+    x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
+    w, b = rng.standard_normal((3, 8, 3, 3)), rng.standard_normal(3)
+    conv = dict(padding=1)
+    pool = dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False)
+    kwargs = _fused_kwargs(conv, pool)
+    with use_backend("numba"), winograd_for_any_channels(2):
+        assert type(conv_plan(x, w, b, conv)).__name__ == "Winograd2Plan"
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = rng.standard_normal(out.shape)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)

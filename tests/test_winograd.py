@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.kernels import conv, winograd4
+from minicnn.kernels import conv, winograd2, winograd4
 from minicnn.kernels import winograd as K
 from tests.helpers import assert_close, compare_with_torch, term_scales, winograd_for_any_channels
 from tests.strategies import winograd_conv2d_cases
@@ -27,8 +27,8 @@ def _pads(x, w, kwargs):
     return (pH, pH, pW, pW)
 
 
-KIND = {2: conv.WinogradPlan, 4: conv.Winograd4Plan}  # m: the plan of F(m x m, 3x3)
-KERNELS = {2: K, 4: winograd4}
+KIND = {2: conv.Winograd2Plan, 4: conv.Winograd4Plan}  # m: the plan of F(m x m, 3x3)
+KERNELS = {2: winograd2, 4: winograd4}
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -90,6 +90,26 @@ def test_fast_winograd4_matches_its_twin_over_many_channel_blocks():
     _fast_equals_twin(x, w, b, dict(padding=1), 4)
 
 
+def _layouts(m, N, C, C_out, tH, tW):
+    """The scratch pad and the tile domain's shapes of F(m x m, 3x3)'s fast kernels: channels
+    last for m = 2, V (16, N*T, C), the channels' tiles apart for m = 4, V (36, C, N*T)."""
+    T = tH * tW
+    if m == 2:
+        return (2 * tH + 2, 2, tW + 1, C), (16, N * T, C), (16, N * T, C_out)
+    return (4 * tH + 2, 4 * tW + 2), (36, C, N * T), (36, C_out, N * T)
+
+
+def _grad_output_transform(m, dY, dM, grad_b):
+    """The output transform's adjoint: F(2x2)'s takes the gradient in the tiles' 2x2 blocks."""
+    if m == 4:
+        winograd4.grad_output_transform(dY, dM, grad_b)
+        return
+    N, C_out, oH, oW = dY.shape
+    D = np.empty((4, dM.shape[1] * C_out))
+    winograd2.output_grad_blocks(dY, D)
+    winograd2.grad_output_transform(D, dM, grad_b)
+
+
 @pytest.mark.parametrize("m", [2, 4])
 @given(seed=st.integers(0, 2**16), shape=st.tuples(st.integers(1, 3), st.integers(1, 4),
                                                    st.integers(1, 4), st.integers(1, 9),
@@ -103,7 +123,8 @@ def test_each_backward_transform_is_its_forward_transforms_adjoint(m, seed, shap
     tH, tW = K.tiles_for((oH, oW), m)
     top, left = rng.integers(0, 2, size=2)
     H, W = oH + 2 - top - rng.integers(0, 2), oW + 2 - left - rng.integers(0, 2)
-    pad = np.empty(((C,) if m == 2 else ()) + (m * tH + 2, m * tW + 2))  # F(4x4): one plane
+    pad_shape, V_shape, M_shape = _layouts(m, N, C, C_out, tH, tW)
+    pad = np.empty(pad_shape)
 
     w, dU = rng.standard_normal((C_out, C, 3, 3)), rng.standard_normal((planes, C_out, C))
     U, grad_w = np.empty((planes, C_out, C)), np.empty((C_out, C, 3, 3))
@@ -111,18 +132,18 @@ def test_each_backward_transform_is_its_forward_transforms_adjoint(m, seed, shap
     kernels.grad_filter_transform(dU, grad_w)
     assert np.isclose(np.vdot(U, dU), np.vdot(w, grad_w), rtol=1e-12)
 
-    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((planes, C, N * tH * tW))
-    V, grad_x = np.empty((planes, C, N * tH * tW)), np.empty((N, C, H, W))
+    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal(V_shape)
+    V, grad_x = np.empty(V_shape), np.empty((N, C, H, W))
     kernels.input_transform(x, top, left, pad, V)
     kernels.grad_input_transform(dV, top, left, pad, grad_x)
     assert np.isclose(np.vdot(V, dV), np.vdot(x, grad_x), rtol=1e-12)
 
-    M = rng.standard_normal((planes, C_out, N * tH * tW))
+    M = rng.standard_normal(M_shape)
     dY = rng.standard_normal((N, C_out, oH, oW))
-    Y, dM = np.empty((N, C_out, oH, oW)), np.empty((planes, C_out, N * tH * tW))
+    Y, dM = np.empty((N, C_out, oH, oW)), np.empty(M_shape)
     kernels.output_transform(M, np.zeros(C_out), Y)
     grad_b = np.full(C_out, 0.5)
-    kernels.grad_output_transform(dY, dM, grad_b)
+    _grad_output_transform(m, dY, dM, grad_b)
     assert np.isclose(np.vdot(Y, dY), np.vdot(M, dM), rtol=1e-12)
     np.testing.assert_allclose(grad_b, 0.5 + dY.sum(axis=(0, 2, 3)), rtol=1e-12)  # added in
 
@@ -157,10 +178,10 @@ def test_the_decks_float32_convs_match_float64_torch(C, C_out, size, kind):
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, dilation, groups, expected",
     [
-        ((100, 32, 14, 14), (64, 32, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # conv2
+        ((100, 32, 14, 14), (64, 32, 3, 3), (1, 1), (1, 1), 1, conv.Winograd2Plan),  # conv2
         ((100, 64, 7, 7), (128, 64, 3, 3), (1, 1), (1, 1), 1, conv.Winograd4Plan),  # conv3
         ((2, 8, 28, 28), (8, 8, 3, 3), (1, 1), (1, 1), 1, conv.Winograd4Plan),  # 4x4 fits
-        ((2, 8, 5, 5), (8, 8, 3, 3), (1, 1), (1, 1), 1, conv.WinogradPlan),  # 144 products each
+        ((2, 8, 5, 5), (8, 8, 3, 3), (1, 1), (1, 1), 1, conv.Winograd2Plan),  # 144 products each
         ((100, 1, 28, 28), (32, 1, 3, 3), (1, 1), (1, 1), 1, conv.DirectPlan),  # one channel
         ((2, 1, 28, 28), (32, 1, 5, 5), (1, 1), (1, 1), 1, conv.ConvPlan),
         ((2, 32, 14, 14), (64, 32, 3, 3), (2, 2), (1, 1), 1, conv.ConvPlan),

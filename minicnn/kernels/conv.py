@@ -19,7 +19,7 @@ import numpy as np
 
 from minicnn.kernels import parallel, winograd
 from minicnn.kernels.im2col import conv_out_hw
-from minicnn.kernels.plans import ConvPlan, DirectPlan, Winograd4Plan, WinogradPlan
+from minicnn.kernels.plans import ConvPlan, DirectPlan, Winograd2Plan, Winograd4Plan, WinogradPlan
 
 # -- the NumPy twin: one strided slice of the padded input per kernel tap --------------------
 
@@ -109,11 +109,11 @@ def winograd_kind(out_hw) -> type[WinogradPlan]:
     per image: (m + 2)**2 for each m x m block of outputs (or part of one at the edge)."""
     products = {
         kind: (kind.m + 2) ** 2 * math.prod(winograd.tiles_for(out_hw, kind.m))
-        for kind in (WinogradPlan, Winograd4Plan)
+        for kind in (Winograd2Plan, Winograd4Plan)
     }
-    if products[Winograd4Plan] <= WINOGRAD4_MAX_SHARE * products[WinogradPlan]:
+    if products[Winograd4Plan] <= WINOGRAD4_MAX_SHARE * products[Winograd2Plan]:
         return Winograd4Plan
-    return WinogradPlan
+    return Winograd2Plan
 
 
 def make_plan(x_shape, weight, bias, stride, padding, dilation, groups, dtype) -> ConvPlan:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import conv, elementwise, parallel, plans, pool
+from minicnn.kernels import conv, elementwise, parallel, pool
 from minicnn.kernels.relu_pool import (
     relu_max_pool2d_2x2_backward_kernel,
     relu_max_pool2d_backward_kernel,
@@ -77,11 +77,11 @@ def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
     indices = np.empty((N, C_out, *out_hw), dtype=np.int64)
 
     two_by_two = pool.is_plain_2x2(kernel, stride, padding, dilation, (oH, oW), out_hw)
-    in_one_pass = two_by_two and isinstance(plan, plans.DirectPlan)
+    in_one_pass = two_by_two and plan.pools_2x2
 
     def task(start, stop):
         for n0, n1 in plan.chunks(start, stop):
-            if in_one_pass:  # each conv plane pooled while in L1
+            if in_one_pass:  # the conv's output pooled as it is made
                 plan.relu_max_pool_2x2(x[n0:n1], out[n0:n1], indices[n0:n1])
                 continue
             y = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
@@ -123,7 +123,7 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
         relu_max_pool2d_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1], y, g)
         return g
 
-    if two_by_two and isinstance(plan, plans.DirectPlan):  # each plane's gradient made in L1
+    if two_by_two and plan.pools_2x2:  # the conv output's gradient made as it is needed
 
         def chunk_backward(n0, n1, grad_w, grad_b, grad_x):
             plan.relu_max_pool_2x2_backward(grad_out[n0:n1], indices[n0:n1], out[n0:n1],

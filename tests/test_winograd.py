@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.kernels import conv, winograd2, winograd4
+from minicnn.kernels import conv, tiles, winograd2, winograd4
 from minicnn.kernels import winograd as K
 from tests.helpers import assert_close, compare_with_torch, term_scales, winograd_for_any_channels
 from tests.strategies import winograd_conv2d_cases
@@ -80,34 +80,22 @@ def test_fast_winograd_matches_its_twin(m, case):
     _fast_equals_twin(*case, m)
 
 
-def test_fast_winograd4_matches_its_twin_over_many_channel_blocks():
-    """F(4x4, 3x3) runs its butterflies over blocks of channels (about ``winograd4.BLOCK``
-    tiles): 26x26 outputs of 3 images make blocks of 3 channels, here 3 + 2 of the input's
-    and 3 + 3 + 1 of the output's."""
+@pytest.mark.parametrize("m", [2, 4])
+def test_fast_winograd_matches_its_twin_over_many_blocks_of_tiles(m):
+    """The output transform's adjoint runs over blocks of ``TILES`` tiles: 26x26 outputs of
+    3 images make 507 tiles of 2x2 (7 blocks and 59 tiles) or 147 of 4x4 (2 and 19)."""
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((3, 5, 26, 26)), rng.standard_normal((7, 5, 3, 3)), None
-    assert winograd4.BLOCK // (3 * 7 * 7) == 3  # tiles per channel: 3 images of 7x7 tiles
-    _fast_equals_twin(x, w, b, dict(padding=1), 4)
-
-
-def _layouts(m, N, C, C_out, tH, tW):
-    """The scratch pad and the tile domain's shapes of F(m x m, 3x3)'s fast kernels: channels
-    last for m = 2, V (16, N*T, C), the channels' tiles apart for m = 4, V (36, C, N*T)."""
-    T = tH * tW
-    if m == 2:
-        return (2 * tH + 2, 2, tW + 1, C), (16, N * T, C), (16, N * T, C_out)
-    return (4 * tH + 2, 4 * tW + 2), (36, C, N * T), (36, C_out, N * T)
+    tiles_per_chunk = 3 * K.tiles_for((26, 26), m)[0] ** 2
+    assert tiles_per_chunk % KERNELS[m].TILES > 0 and tiles_per_chunk > KERNELS[m].TILES
+    _fast_equals_twin(x, w, b, dict(padding=1), m)
 
 
 def _grad_output_transform(m, dY, dM, grad_b):
-    """The output transform's adjoint: F(2x2)'s takes the gradient in the tiles' 2x2 blocks."""
-    if m == 4:
-        winograd4.grad_output_transform(dY, dM, grad_b)
-        return
-    N, C_out, oH, oW = dY.shape
-    D = np.empty((4, dM.shape[1] * C_out))
-    winograd2.output_grad_blocks(dY, D)
-    winograd2.grad_output_transform(D, dM, grad_b)
+    """The output transform's adjoint, from the gradient in the tiles' blocks."""
+    D = np.empty((m * m, dM.shape[1] * dM.shape[2]))
+    tiles.output_grad_blocks(dY, D)
+    KERNELS[m].grad_output_transform(D, dM, grad_b)
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -123,7 +111,7 @@ def test_each_backward_transform_is_its_forward_transforms_adjoint(m, seed, shap
     tH, tW = K.tiles_for((oH, oW), m)
     top, left = rng.integers(0, 2, size=2)
     H, W = oH + 2 - top - rng.integers(0, 2), oW + 2 - left - rng.integers(0, 2)
-    pad_shape, V_shape, M_shape = _layouts(m, N, C, C_out, tH, tW)
+    pad_shape, V_shape, M_shape, _ = tiles.scratch_shapes(m, N, C, C_out, tH, tW)
     pad = np.empty(pad_shape)
 
     w, dU = rng.standard_normal((C_out, C, 3, 3)), rng.standard_normal((planes, C_out, C))

@@ -212,7 +212,6 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
     where an index leaves its window, from the general kernel through ``one`` (1, 1, oH, oW).
     Returns whether it took the general kernel (then pixels outside the windows hold
     values)."""
-    g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
     if not unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
         return False
     plane = slice(n, n + 1), slice(c, c + 1)

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from minicnn.kernels import direct, parallel, winograd, winograd2, winograd4
+from minicnn.kernels import direct, parallel, tiles, winograd, winograd2, winograd4
 from minicnn.kernels.im2col import (
     col2im,
     col2im_unit,
@@ -177,11 +177,12 @@ class ConvPlan:
 class WinogradPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d by Winograd (``minicnn.kernels.winograd``): per
     chunk, the input tiles' transform, one BLAS product per tile position and the output
-    transform. The weight gradient is summed in the transformed domain, (planes, C_out, C),
-    and brought back to 3x3 once for the batch. ``Winograd2Plan`` and ``Winograd4Plan`` are
-    its two kinds."""
+    transform, the tile domain channels last (``minicnn.kernels.tiles``): V (planes, b*T, C),
+    M (planes, b*T, C_out). The weight gradient is summed in the transformed domain,
+    (planes, C_out, C), and brought back to 3x3 once for the batch. ``Winograd2Plan`` and
+    ``Winograd4Plan`` are its two kinds."""
 
-    kernels = winograd2  # the filter transforms, and the kind's other transforms
+    kernels = winograd2  # the transforms
     m = 2  # the output block's side: tiles of m + 2 pixels, (m + 2)**2 products
 
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
@@ -200,6 +201,49 @@ class WinogradPlan(ConvPlan):
         per_image = self.planes * self.T * (2 * C + C_out) * self.dtype.itemsize
         self.chunk = parallel.chunk_size(per_image, 2 * 1024 * 1024)
 
+    def _scratch(self, b, C):
+        """(xpad, V, M, D) of a chunk of b images: ``tiles.scratch_shapes``, per thread (M is
+        the products, and their gradient in the backward pass)."""
+        shapes = tiles.scratch_shapes(self.m, b, C, self.C_out, self.tH, self.tW)
+        names = ("pad", "tiles", "products", "grad_blocks")
+        return [parallel.scratch(name, shape, self.dtype) for name, shape in zip(names, shapes)]
+
+    def _transform_input(self, x):
+        """V = the chunk's input tiles, transformed: (planes, b*T, C) in scratch space."""
+        xpad, V, _, _ = self._scratch(*x.shape[:2])
+        self.kernels.input_transform(x, self.padding[0], self.padding[2], xpad, V)
+        return V, xpad
+
+    def _products(self, x):
+        """M = the chunk's products, (planes, b*T, C_out) in scratch space."""
+        V, _ = self._transform_input(x)  # (planes, b*T, C)
+        M = self._scratch(*x.shape[:2])[2]
+        np.matmul(V, self.U_t, out=M)  # (planes, b*T, C_out)
+        return M
+
+    def forward(self, x, out) -> None:
+        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
+        self.kernels.output_transform(self._products(x), self.bias_vector, out)
+
+    def backward(self, grad, x, grad_u, grad_b, grad_x) -> None:
+        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (planes, C_out,
+        C) and its bias gradient into ``grad_b``; write its input gradient unless None."""
+        D = self._scratch(*x.shape[:2])[3]
+        tiles.output_grad_blocks(grad, D)  # (m*m, b*T*C_out)
+        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
+
+    def _backward_blocks(self, D, x, grad_u, grad_b, grad_x) -> None:
+        """``backward`` from the output gradient in the tiles' blocks, D (m*m, b*T*C_out)."""
+        dM = self._scratch(*x.shape[:2])[2]
+        self.kernels.grad_output_transform(D, dM, grad_b)  # (planes, b*T, C_out), grad_b
+        V, xpad = self._transform_input(x)  # (planes, b*T, C)
+        chunk_u = parallel.scratch("grad_u", self.U.shape, self.dtype)
+        np.matmul(dM.transpose(0, 2, 1), V, out=chunk_u)  # (planes, C_out, C)
+        grad_u += chunk_u
+        if grad_x is not None:
+            np.matmul(dM, self.U, out=V)  # the tiles' gradient, (planes, b*T, C), over V
+            self.kernels.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
+
     @functools.cached_property
     def U_t(self):
         """The transformed filters, transposed: (planes, C, C_out)."""
@@ -216,31 +260,12 @@ class WinogradPlan(ConvPlan):
 
 
 class Winograd2Plan(WinogradPlan):
-    """``WinogradPlan`` by F(2x2, 3x3), the tile domain channels last
-    (``minicnn.kernels.winograd2``): V (16, b*T, C), M (16, b*T, C_out). Its fused form pools
-    each tile's 2x2 block of outputs as the output transform makes it
-    (``relu_max_pool_2x2``), and builds the blocks' gradient from the pooled one."""
+    """``WinogradPlan`` by F(2x2, 3x3) (``minicnn.kernels.winograd2``): 16 products over 4x4
+    tiles, each giving a 2x2 block of outputs. Its fused form pools each tile's block as the
+    output transform makes it (``relu_max_pool_2x2``), and builds the blocks' gradient from
+    the pooled one."""
 
     pools_2x2 = True
-
-    def _transform_input(self, x):
-        """V = the chunk's input tiles, transformed: (16, b*T, C) in scratch space."""
-        C = x.shape[1]
-        xpad = parallel.scratch("pad", (2 * self.tH + 2, 2, self.tW + 1, C), self.dtype)
-        V = parallel.scratch("tiles", (16, x.shape[0] * self.T, C), self.dtype)
-        winograd2.input_transform(x, self.padding[0], self.padding[2], xpad, V)
-        return V, xpad
-
-    def _products(self, x):
-        """M = the chunk's products, (16, b*T, C_out) in scratch space."""
-        V, _ = self._transform_input(x)  # (16, b*T, C)
-        M = parallel.scratch("products", (16, V.shape[1], self.C_out), self.dtype)
-        np.matmul(V, self.U_t, out=M)  # (16, b*T, C_out)
-        return M
-
-    def forward(self, x, out) -> None:
-        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
-        winograd2.output_transform(self._products(x), self.bias_vector, out)
 
     def relu_max_pool_2x2(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out and
@@ -248,78 +273,24 @@ class Winograd2Plan(WinogradPlan):
         winograd2.output_transform_relu_max_pool_2x2(self._products(x), self.bias_vector,
                                                      self.oH, self.oW, out, indices)  # fmt: skip
 
-    def _grad_blocks(self, b):
-        """Scratch for a chunk's output gradient in the tiles' blocks, (4, b*T*C_out)."""
-        return parallel.scratch("grad_blocks", (4, b * self.T * self.C_out), self.dtype)
-
-    def backward(self, grad, x, grad_u, grad_b, grad_x) -> None:
-        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (16, C_out, C)
-        and its bias gradient into ``grad_b``; write its input gradient unless None."""
-        D = self._grad_blocks(x.shape[0])
-        winograd2.output_grad_blocks(grad, D)
-        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
-
     def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
         """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
         b, oH, oW = x.shape[0], self.oH, self.oW
-        D = self._grad_blocks(b)
+        D = self._scratch(*x.shape[:2])[3]
         if winograd2.relu_max_pool_2x2_grad_tiles(grad_out, indices, out, oH, oW, D):
             # an index left its window: the general rule gives the conv output's gradient
             g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
             relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, 0, 0, g)
-            winograd2.output_grad_blocks(g, D)
+            tiles.output_grad_blocks(g, D)
         self._backward_blocks(D, x, grad_u, grad_b, grad_x)
-
-    def _backward_blocks(self, D, x, grad_u, grad_b, grad_x) -> None:
-        """``backward`` from the output gradient's blocks D (4, b*T*C_out)."""
-        dM = parallel.scratch("products", (16, x.shape[0] * self.T, self.C_out), self.dtype)
-        winograd2.grad_output_transform(D, dM, grad_b)  # (16, b*T, C_out), grad_b
-        V, xpad = self._transform_input(x)  # (16, b*T, C)
-        chunk_u = parallel.scratch("grad_u", self.U.shape, self.dtype)
-        np.matmul(dM.transpose(0, 2, 1), V, out=chunk_u)  # (16, C_out, C)
-        grad_u += chunk_u
-        if grad_x is not None:
-            np.matmul(dM, self.U, out=V)  # the tiles' gradient, (16, b*T, C), over V
-            winograd2.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
 
 
 class Winograd4Plan(WinogradPlan):
     """``WinogradPlan`` by F(4x4, 3x3) (``minicnn.kernels.winograd4``): 36 products over 6x6
-    tiles, each giving a 4x4 block of outputs; the tile domain channels first, V (36, C, b*T)
-    and M (36, C_out, b*T), the butterflies running across blocks of channels' tiles."""
+    tiles, each giving a 4x4 block of outputs."""
 
     kernels = winograd4
     m = 4
-
-    def _transform_input(self, x):
-        """V = the chunk's input tiles, transformed: (36, C, b*T) in scratch space."""
-        xpad = parallel.scratch("pad", (4 * self.tH + 2, 4 * self.tW + 2), self.dtype)
-        V = parallel.scratch("tiles", (36, x.shape[1], x.shape[0] * self.T), self.dtype)
-        winograd4.input_transform(x, self.padding[0], self.padding[2], xpad, V)
-        return V, xpad
-
-    def forward(self, x, out) -> None:
-        """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW)."""
-        V, _ = self._transform_input(x)  # (36, C, b*T)
-        M = parallel.scratch("products", (36, self.C_out, V.shape[2]), self.dtype)
-        np.matmul(self.U, V, out=M)  # (36, C_out, b*T)
-        winograd4.output_transform(M, self.bias_vector, out)
-
-    def backward(self, grad, x, grad_u, grad_b, grad_x) -> None:
-        """For a chunk: add its weight gradient, transformed, into ``grad_u`` (36, C_out, C)
-        and its bias gradient into ``grad_b``; write its input gradient unless None."""
-        b, C = x.shape[:2]
-        dM = parallel.scratch("products", (36, self.C_out, b * self.T), self.dtype)
-        winograd4.grad_output_transform(grad, dM, grad_b)  # (36, C_out, b*T), grad_b
-        V, xpad = self._transform_input(x)  # (36, C, b*T)
-        V_t = parallel.scratch("tiles_t", (36, b * self.T, C), self.dtype)
-        np.copyto(V_t, V.transpose(0, 2, 1))  # BLAS multiplies by it faster laid out so
-        chunk_u = parallel.scratch("grad_u", self.U.shape, self.dtype)
-        np.matmul(dM, V_t, out=chunk_u)
-        grad_u += chunk_u
-        if grad_x is not None:
-            np.matmul(self.U_t, dM, out=V)  # the tiles' gradient, (36, C, b*T), over V
-            winograd4.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
 
 
 class DirectPlan(ConvPlan):

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from minicnn.kernels.pool import max_of_2x2, max_of_2x2_nan
+from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
 
 
 @njit(inline="always")
@@ -113,40 +114,6 @@ def grad_filter_transform(dU, grad_weight):
 # scalar: its overlap tests failed).
 
 
-@njit(inline="always")
-def _channels_last(x, n, top, left, xpad):
-    """xpad[top + h, (left + w) % 2, (left + w) // 2, c] = x[n, c, h, w]: image n's
-    channels last, its even and odd columns apart. Read in order, plane by plane: read a
-    pixel's channels at a time, a plane apart, it ran twice as slow once the products had
-    filled the caches (10 -> 5 us per image of the deck's conv2)."""
-    C, H, W = x.shape[1:]
-    for c in range(C):
-        for h in range(H):
-            row = x[n, c, h]
-            for p in range(2):  # the columns that land in parity p
-                dst = xpad[top + h, p]
-                w0 = (p - left) % 2
-                for k in range((W - w0 + 1) // 2):
-                    w = w0 + 2 * k
-                    dst[(left + w) // 2, c] = row[w]
-
-
-@njit(inline="always")
-def _channels_first(gpad, top, left, grad_x, n):
-    """grad_x[n, c, h, w] = gpad[top + h, (left + w) % 2, (left + w) // 2, c], the inverse
-    of ``_channels_last`` (written in order, plane by plane, as it reads)."""
-    C, H, W = grad_x.shape[1:]
-    for c in range(C):
-        for h in range(H):
-            row = grad_x[n, c, h]
-            for p in range(2):
-                src = gpad[top + h, p]
-                w0 = (p - left) % 2
-                for k in range((W - w0 + 1) // 2):
-                    w = w0 + 2 * k
-                    row[w] = src[(left + w) // 2, c]
-
-
 @njit(cache=True, nogil=True)
 def input_transform(x, top, left, xpad, V):
     """V[4a + b, n*T + ti*tW + tj, c] = (BT @ d @ BT.T)[a, b], d the 4x4 tile of image n's
@@ -164,7 +131,7 @@ def input_transform(x, top, left, xpad, V):
     rows = np.empty((4, L), dtype=V.dtype)  # BT @ (a tile row's four pixel rows)
     xpad[:] = 0  # the padding; the pixels are written for each image
     for n in range(N):
-        _channels_last(x, n, top, left, xpad)
+        pad_channels_last(x, n, top, left, xpad, 2)
         for ti in range(tH):
             i = 2 * ti
             d0, d1, d2, d3 = xf[i], xf[i + 1], xf[i + 2], xf[i + 3]
@@ -235,7 +202,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
         last = down[(tH - 1) % 2]
         gf[2 * tH] = last[2]
         gf[2 * tH + 1] = last[3]
-        _channels_first(gpad, top, left, grad_x, n)
+        unpad_channels_last(gpad, top, left, grad_x, n, 2)
 
 
 # -- the products back to outputs, and the outputs' gradient to the tile domain --------------
@@ -273,13 +240,7 @@ def output_transform(M, bias, out):
     Y = np.empty((4, L), dtype=out.dtype)  # [2i + j]: entry (i, j) of each tile's block
     for n in range(N):
         _output_blocks(Mf, n * L, Z, Y)
-        for o in range(C_out):  # plane by plane, written in order
-            for h in range(oH):
-                y0, y1 = Y[2 * (h % 2)], Y[2 * (h % 2) + 1]
-                row, k0 = out[n, o, h], (h // 2) * tW * C_out + o
-                for w in range(oW):
-                    k = k0 + (w // 2) * C_out
-                    row[w] = (y1[k] if w % 2 else y0[k]) + bias[o]
+        place_blocks(Y, 2, bias, out, n)
 
 
 @njit(cache=True, nogil=True)
@@ -334,31 +295,8 @@ def output_transform_relu_max_pool_2x2(M, bias, oH, oW, out, indices):
 
 
 @njit(cache=True, nogil=True)
-def output_grad_blocks(grad, D):
-    """D[2i + j, n*T*C_out + (ti*tW + tj)*C_out + o] = grad[n, o, 2ti + i, 2tj + j]: the
-    output gradient (N, C_out, oH, oW) in the tiles' blocks, D (4, N*T*C_out), zeros past
-    the output's edge."""
-    N, C_out, oH, oW = grad.shape
-    tH, tW = (oH + 1) // 2, (oW + 1) // 2
-    L = tH * tW * C_out
-    if oH % 2 or oW % 2:
-        D[:] = 0
-    for n in range(N):
-        for o in range(C_out):  # plane by plane, read in order
-            for h in range(oH):
-                d0, d1 = D[2 * (h % 2)], D[2 * (h % 2) + 1]
-                row, k0 = grad[n, o, h], n * L + (h // 2) * tW * C_out + o
-                for w in range(oW):
-                    k = k0 + (w // 2) * C_out
-                    if w % 2:
-                        d1[k] = row[w]
-                    else:
-                        d0[k] = row[w]
-
-
-@njit(cache=True, nogil=True)
 def relu_max_pool_2x2_grad_tiles(grad_out, indices, out, oH, oW, D):
-    """``output_grad_blocks`` of the conv output's gradient, built from the gradient of its
+    """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of its
     relu'd 2x2 pool (``output_transform_relu_max_pool_2x2``'s): each window's gradient at its
     winner, 0 where relu blocked it (the pooled value 0 or less), 0 elsewhere. grad_out,
     indices, out (N, C_out, pH, pW). Returns whether an index left its window (not the
@@ -395,7 +333,7 @@ TILES = 64  # tiles per block of ``grad_output_transform``: its rows stay in L1 
 @njit(cache=True, nogil=True)
 def grad_output_transform(D, dM, grad_b):
     """dM[:, t, o] = AT.T @ dY @ AT, dY = the 2x2 block of tile t's output gradient in D
-    (4, N*T*C_out) (``output_grad_blocks``): ``output_transform``'s adjoint, a block of
+    (4, N*T*C_out) (``tiles.output_grad_blocks``): ``output_transform``'s adjoint, a block of
     tiles at a time. dM (16, N*T, C_out). Adds the blocks' sums into grad_b (C_out,), the
     bias gradient, tile after tile."""
     C_out = grad_b.size

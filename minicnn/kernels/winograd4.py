@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
+
 
 @njit(inline="always")
 def _numbers(a):
@@ -149,194 +151,207 @@ def grad_filter_transform(dU, grad_weight):
                 )  # fmt: skip
 
 
-# Each hot transform runs its butterflies across many tiles at once: every tile of the chunk
-# for a block of channels, one row of each plane (contiguous). Within one plane (4 tiles in
-# the deck's conv3) the loops are too short to pay for the vector loop's entry, whose
-# overlap tests between the six rows read and the six written cost more than the butterflies.
-BLOCK = 512  # tiles per butterfly loop, about: whole channels' tiles, one channel at least
-
-
-@njit(inline="always")
-def _channels_per_block(K):
-    """How many channels' K tiles each fit in ``BLOCK`` tiles (one, if K alone exceeds it)."""
-    return max(1, BLOCK // K)
+# -- the input's tiles, and their gradient back to the input (layouts: ``tiles``) ----------
 
 
 @njit(cache=True, nogil=True)
 def input_transform(x, top, left, xpad, V):
-    """V[6a + b, c, n*T + ti*tW + tj] = (BT @ d @ BT.T)[a, b], d the 6x6 tile of image n's
-    zero-padded channel c at (4ti, 4tj). x (N, C, H, W); xpad (4tH + 2, 4tW + 2), scratch;
-    V (36, C, N*T).
+    """V[6a + b, n*T + ti*tW + tj, c] = (BT @ d @ BT.T)[a, b], d the 6x6 tile of image n's
+    zero-padded channel c at (4ti, 4tj). x (N, C, H, W); xpad (4tH + 2, 4, tW + 1, C),
+    scratch (``tiles.pad_channels_last``'s); V (36, N*T, C).
 
-    Per block of channels: BT down the columns of each image's plane (vectorised along its
-    rows), the results gathered tile by tile, then BT along the tiles' rows across the
-    block."""
-    N, C, H, W = x.shape
-    Hp, Wp = xpad.shape
-    tH, tW = (Hp - 2) // 4, (Wp - 2) // 4
-    T, K = tH * tW, N * tH * tW
+    Per tile row: BT down the columns (all of them at once), then BT along each tile's rows,
+    across the tile row: tile tj's columns 4tj + q are (q % 4, tj + q // 4) in xpad."""
+    N, C = x.shape[:2]
+    Hp, _, Q, _ = xpad.shape
+    tH, tW = (Hp - 2) // 4, Q - 1
+    T, L, R = tH * tW, 4 * Q * C, tW * C  # a padded row, flat; a tile row's tiles
     two, four, five, _ = _numbers(V)
-    cb = _channels_per_block(K)
-    Vf = V.reshape(36, C * K)  # (36, C*K): a block's rows are contiguous
-    rows = np.empty((6, Wp), dtype=V.dtype)  # BT @ (a tile row's six pixel rows)
-    E = np.empty((6, 6, cb * K), dtype=V.dtype)  # [a, q]: column q of each tile, after BT
-    xpad[:] = 0
-    for c0 in range(0, C, cb):
-        c1 = min(C, c0 + cb)
-        for c in range(c0, c1):
-            for n in range(N):
-                for h in range(H):  # (loops: numba's slice copy was slower)
-                    for w in range(W):
-                        xpad[top + h, left + w] = x[n, c, h, w]
-                for ti in range(tH):
-                    i, k0 = 4 * ti, (c - c0) * K + n * T + ti * tW
-                    for w in range(Wp):  # BT down the columns, every column of the tile row
-                        (rows[0, w], rows[1, w], rows[2, w], rows[3, w], rows[4, w],
-                         rows[5, w]) = _bt(xpad[i, w], xpad[i + 1, w], xpad[i + 2, w],
-                                           xpad[i + 3, w], xpad[i + 4, w], xpad[i + 5, w], two,
-                                           four, five)  # fmt: skip
-                    for tj in range(tW):
-                        for a in range(6):
-                            for q in range(6):
-                                E[a, q, k0 + tj] = rows[a, 4 * tj + q]
-        base, L = c0 * K, (c1 - c0) * K
-        for a in range(6):  # then BT along each tile's rows, across the block
-            e0, e1, e2, e3, e4, e5 = E[a, 0], E[a, 1], E[a, 2], E[a, 3], E[a, 4], E[a, 5]
-            v0, v1, v2 = _rows(Vf, 6 * a, base, L)
-            v3, v4, v5 = _rows(Vf, 6 * a + 3, base, L)
-            for j in range(L):
-                v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt(e0[j], e1[j], e2[j], e3[j], e4[j],
-                                                               e5[j], two, four, five)  # fmt: skip
-
-
-@njit(cache=True, nogil=True)
-def output_transform(M, bias, out):
-    """out[n, o, 4ti + i, 4tj + j] = (AT @ M[:, o, n*T + ti*tW + tj].reshape(6, 6) @ AT.T)[i, j]
-    + bias[o], the blocks cut at the output's edge. M (36, C_out, N*T); bias (C_out,) (zeros
-    for none); out (N, C_out, oH, oW).
-
-    Per block of output channels: both butterflies across the block's tiles, then each
-    tile's 4x4 outputs put in place."""
-    N, C_out, oH, oW = out.shape
-    tH, tW = (oH + 3) // 4, (oW + 3) // 4
-    T, K = tH * tW, N * tH * tW
-    two, four, _, eight = _numbers(M)
-    ob = _channels_per_block(K)
-    Mf = M.reshape(36, C_out * K)
-    rows = np.empty((6, 4, ob * K), dtype=out.dtype)  # [a, j]: AT.T along row a of each tile
-    Y = np.empty((4, 4, ob * K), dtype=out.dtype)  # [i, j]: each tile's block of outputs
-    for o0 in range(0, C_out, ob):
-        o1 = min(C_out, o0 + ob)
-        base, L = o0 * K, (o1 - o0) * K
-        for a in range(6):
-            m0, m1, m2 = _rows(Mf, 6 * a, base, L)
-            m3, m4, m5 = _rows(Mf, 6 * a + 3, base, L)
-            r0, r1, r2, r3 = rows[a, 0], rows[a, 1], rows[a, 2], rows[a, 3]
-            for j in range(L):
-                r0[j], r1[j], r2[j], r3[j] = _at(m0[j], m1[j], m2[j], m3[j], m4[j], m5[j], two,
-                                                 four, eight)  # fmt: skip
-        for q in range(4):  # then AT down each tile's columns
-            for j in range(L):
-                Y[0, q, j], Y[1, q, j], Y[2, q, j], Y[3, q, j] = _at(
-                    rows[0, q, j], rows[1, q, j], rows[2, q, j], rows[3, q, j], rows[4, q, j],
-                    rows[5, q, j], two, four, eight
-                )  # fmt: skip
-        for o in range(o0, o1):
-            b = bias[o]
-            for n in range(N):
-                for h in range(oH):
-                    y, k0 = Y[h % 4], (o - o0) * K + n * T + (h // 4) * tW
-                    for w in range(oW):
-                        out[n, o, h, w] = y[w % 4, k0 + w // 4] + b
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the bias sums vectorise
-def grad_output_transform(grad, dM, grad_b):
-    """dM[:, o, n*T + ti*tW + tj] = AT.T @ dY @ AT, dY the 4x4 block of grad[n, o] at
-    (4ti, 4tj) (zeros past the edge): ``output_transform``'s adjoint, step by step in reverse.
-    grad (N, C_out, oH, oW), dM (36, C_out, N*T). It adds each plane's sum into grad_b[o], the
-    bias gradient (C_out,)."""
-    N, C_out, oH, oW = grad.shape
-    tH, tW = (oH + 3) // 4, (oW + 3) // 4
-    T, K = tH * tW, N * tH * tW
-    two, four, _, eight = _numbers(dM)
-    zero = np.zeros(1, dtype=grad_b.dtype)[0]
-    ob = _channels_per_block(K)
-    dMf = dM.reshape(36, C_out * K)
-    rows = np.empty((6, 4, ob * K), dtype=dM.dtype)
-    dY = np.zeros((4, 4, ob * K), dtype=dM.dtype)  # past the output's edge: zeros, never written
-    for o0 in range(0, C_out, ob):
-        o1 = min(C_out, o0 + ob)
-        base, L = o0 * K, (o1 - o0) * K
-        for o in range(o0, o1):
-            total = zero  # in grad_b's precision, lane by lane
-            for n in range(N):
-                for h in range(oH):
-                    y, k0 = dY[h % 4], (o - o0) * K + n * T + (h // 4) * tW
-                    for w in range(oW):
-                        g = grad[n, o, h, w]
-                        total += g
-                        y[w % 4, k0 + w // 4] = g
-            grad_b[o] += total
-        for q in range(4):  # AT.T down each tile's columns
-            for j in range(L):
-                (rows[0, q, j], rows[1, q, j], rows[2, q, j], rows[3, q, j], rows[4, q, j],
-                 rows[5, q, j]) = _a(dY[0, q, j], dY[1, q, j], dY[2, q, j], dY[3, q, j], two,
-                                     four, eight)  # fmt: skip
-        for a in range(6):  # then along each tile's rows
-            r0, r1, r2, r3 = rows[a, 0], rows[a, 1], rows[a, 2], rows[a, 3]
-            d0, d1, d2 = _rows(dMf, 6 * a, base, L)
-            d3, d4, d5 = _rows(dMf, 6 * a + 3, base, L)
-            for j in range(L):
-                d0[j], d1[j], d2[j], d3[j], d4[j], d5[j] = _a(r0[j], r1[j], r2[j], r3[j], two,
-                                                              four, eight)  # fmt: skip
+    xf = xpad.reshape(Hp, L)
+    Vf = V.reshape(36, N * T * C)
+    rows = np.empty((6, L), dtype=V.dtype)  # BT @ (a tile row's six pixel rows)
+    xpad[:] = 0  # the padding; the pixels are written for each image
+    for n in range(N):
+        pad_channels_last(x, n, top, left, xpad, 4)
+        for ti in range(tH):
+            d0, d1, d2 = _rows(xf, 4 * ti, 0, L)
+            d3, d4, d5 = _rows(xf, 4 * ti + 3, 0, L)
+            r0, r1, r2 = _rows(rows, 0, 0, L)
+            r3, r4, r5 = _rows(rows, 3, 0, L)
+            for j in range(L):  # BT down the columns
+                r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt(d0[j], d1[j], d2[j], d3[j], d4[j],
+                                                               d5[j], two, four, five)  # fmt: skip
+            base = (n * T + ti * tW) * C
+            for a in range(6):  # then BT along each tile's rows
+                row = rows[a]
+                e0, e1 = row[0:R], row[Q * C : Q * C + R]  # columns 4tj, 4tj + 1
+                e2, e3 = row[2 * Q * C : 2 * Q * C + R], row[3 * Q * C : 3 * Q * C + R]
+                e4, e5 = row[C : C + R], row[Q * C + C : Q * C + C + R]  # 4(tj + 1), + 1
+                v0, v1, v2 = _rows(Vf, 6 * a, base, R)
+                v3, v4, v5 = _rows(Vf, 6 * a + 3, base, R)
+                for j in range(R):
+                    v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt(
+                        e0[j], e1[j], e2[j], e3[j], e4[j], e5[j], two, four, five
+                    )
 
 
 @njit(cache=True, nogil=True)
 def grad_input_transform(dV, top, left, gpad, grad_x):
-    """grad_x = the input gradient from the tiles' ``dV`` (36, C, N*T): each tile's
+    """grad_x = the input gradient from the tiles' ``dV`` (36, N*T, C): each tile's
     BT.T @ dV @ BT added onto the 6x6 pixels it covers, ``input_transform``'s adjoint, step
-    by step in reverse. gpad (4tH + 2, 4tW + 2), scratch; grad_x (N, C, H, W), written."""
-    N, C, H, W = grad_x.shape
-    Hp, Wp = gpad.shape
-    tH, tW = (Hp - 2) // 4, (Wp - 2) // 4
-    T, K = tH * tW, N * tH * tW
+    by step in reverse. gpad (4tH + 2, 4, tW + 1, C), scratch; grad_x (N, C, H, W), written.
+
+    Per tile row: BT.T along each tile's rows, the tiles' shares added onto the columns they
+    cover (tile tj's columns 4 and 5 are tile tj + 1's 0 and 1), then BT.T down the columns;
+    pixel rows 4ti and 4ti + 1 get the share of tile row ti - 1 and of ti."""
+    N, C = grad_x.shape[:2]
+    Hp, _, Q, _ = gpad.shape
+    tH, tW = (Hp - 2) // 4, Q - 1
+    T, L, R = tH * tW, 4 * Q * C, tW * C
     two, four, five, _ = _numbers(gpad)
-    cb = _channels_per_block(K)
-    dVf = dV.reshape(36, C * K)
-    rows = np.empty((6, Wp), dtype=gpad.dtype)  # a tile row's gradients times BT, added up
-    E = np.empty((6, 6, cb * K), dtype=gpad.dtype)
-    for c0 in range(0, C, cb):
-        c1 = min(C, c0 + cb)
-        base = c0 * K
-        L = (c1 - c0) * K
-        for a in range(6):  # BT.T along each tile's rows, across the block
-            e0, e1, e2, e3, e4, e5 = E[a, 0], E[a, 1], E[a, 2], E[a, 3], E[a, 4], E[a, 5]
-            d0, d1, d2 = _rows(dVf, 6 * a, base, L)
-            d3, d4, d5 = _rows(dVf, 6 * a + 3, base, L)
+    gf = gpad.reshape(Hp, L)
+    dVf = dV.reshape(36, N * T * C)
+    E = np.empty((6, R), dtype=gpad.dtype)  # BT.T along a tile row: column q of each tile
+    rows = np.empty((6, L), dtype=gpad.dtype)  # the shares on each column (xpad's layout)
+    down = np.empty((2, 6, L), dtype=gpad.dtype)  # BT.T down the columns, tile row ti % 2
+    for n in range(N):
+        for ti in range(tH):
+            base = (n * T + ti * tW) * C
+            for a in range(6):
+                d0, d1, d2 = _rows(dVf, 6 * a, base, R)
+                d3, d4, d5 = _rows(dVf, 6 * a + 3, base, R)
+                e0, e1, e2 = _rows(E, 0, 0, R)
+                e3, e4, e5 = _rows(E, 3, 0, R)
+                for j in range(R):
+                    e0[j], e1[j], e2[j], e3[j], e4[j], e5[j] = _b(
+                        d0[j], d1[j], d2[j], d3[j], d4[j], d5[j], two, four, five
+                    )
+                row = rows[a]
+                for r in range(2):  # remainders 0 and 1: columns 4tj + r and 4(tj - 1) + 4 + r
+                    dst, first, second = row[r * Q * C : (r + 1) * Q * C], E[r], E[4 + r]
+                    for j in range(C):
+                        dst[j] = first[j]
+                    inner, f, s = dst[C:R], first[C:R], second[: R - C]
+                    for j in range(R - C):
+                        inner[j] = f[j] + s[j]
+                    for j in range(C):
+                        dst[R + j] = second[R - C + j]
+                for r in range(2, 4):  # remainders 2 and 3: one tile each
+                    dst, share = row[r * Q * C : (r + 1) * Q * C], E[r]
+                    for j in range(R):
+                        dst[j] = share[j]
+                    for j in range(R, Q * C):
+                        dst[j] = 0
+            now, above = down[ti % 2], down[1 - ti % 2]
+            r0, r1, r2 = _rows(rows, 0, 0, L)
+            r3, r4, r5 = _rows(rows, 3, 0, L)
+            f0, f1, f2 = _rows(now, 0, 0, L)
+            f3, f4, f5 = _rows(now, 3, 0, L)
             for j in range(L):
-                e0[j], e1[j], e2[j], e3[j], e4[j], e5[j] = _b(d0[j], d1[j], d2[j], d3[j], d4[j],
-                                                              d5[j], two, four, five)  # fmt: skip
-        for c in range(c0, c1):
-            for n in range(N):
-                gpad[:] = 0
-                for ti in range(tH):
-                    i, k0 = 4 * ti, (c - c0) * K + n * T + ti * tW
-                    rows[:] = 0
-                    for tj in range(tW):  # each tile's columns onto the columns they cover
-                        for a in range(6):
-                            for q in range(6):
-                                rows[a, 4 * tj + q] += E[a, q, k0 + tj]
-                    for w in range(Wp):  # then BT.T down the columns, onto the six pixel rows
-                        d0, d1, d2, d3, d4, d5 = _b(rows[0, w], rows[1, w], rows[2, w],
-                                                    rows[3, w], rows[4, w], rows[5, w], two,
-                                                    four, five)  # fmt: skip
-                        gpad[i, w] += d0
-                        gpad[i + 1, w] += d1
-                        gpad[i + 2, w] += d2
-                        gpad[i + 3, w] += d3
-                        gpad[i + 4, w] += d4
-                        gpad[i + 5, w] += d5
-                for h in range(H):
-                    for w in range(W):
-                        grad_x[n, c, h, w] = gpad[top + h, left + w]
+                f0[j], f1[j], f2[j], f3[j], f4[j], f5[j] = _b(r0[j], r1[j], r2[j], r3[j], r4[j],
+                                                              r5[j], two, four, five)  # fmt: skip
+            g0, g1 = gf[4 * ti], gf[4 * ti + 1]
+            if ti == 0:
+                g0[:] = f0
+                g1[:] = f1
+            else:
+                a4, a5 = above[4], above[5]
+                for j in range(L):
+                    g0[j] = a4[j] + f0[j]
+                for j in range(L):
+                    g1[j] = a5[j] + f1[j]
+            gf[4 * ti + 2] = f2
+            gf[4 * ti + 3] = f3
+        last = down[(tH - 1) % 2]
+        gf[4 * tH] = last[4]
+        gf[4 * tH + 1] = last[5]
+        unpad_channels_last(gpad, top, left, grad_x, n, 4)
+
+
+# -- the products back to outputs, and the outputs' gradient to the tile domain --------------
+
+
+@njit(inline="always")
+def _output_blocks(Mf, start, two, four, eight, Z, Y):
+    """Y[4i + j, k] = (AT @ M[:, k] @ AT.T)[i, j] for the L = Y.shape[1] columns k of Mf
+    (36, N*T*C_out) from ``start`` on (whole tiles): AT along every tile's rows into Z
+    (6, 4, L), then down its columns."""
+    L = Y.shape[1]
+    for a in range(6):
+        m0, m1, m2 = _rows(Mf, 6 * a, start, L)
+        m3, m4, m5 = _rows(Mf, 6 * a + 3, start, L)
+        z0, z1, z2, z3 = Z[a, 0], Z[a, 1], Z[a, 2], Z[a, 3]
+        for k in range(L):
+            z0[k], z1[k], z2[k], z3[k] = _at(m0[k], m1[k], m2[k], m3[k], m4[k], m5[k], two, four,
+                                             eight)  # fmt: skip
+    for q in range(4):
+        y0, y1, y2, y3 = Y[q], Y[4 + q], Y[8 + q], Y[12 + q]
+        z0, z1, z2, z3, z4, z5 = Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q]
+        for k in range(L):
+            y0[k], y1[k], y2[k], y3[k] = _at(z0[k], z1[k], z2[k], z3[k], z4[k], z5[k], two, four,
+                                             eight)  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def output_transform(M, bias, out):
+    """out[n, o, 4ti + i, 4tj + j] = (AT @ M[:, n*T + ti*tW + tj, o].reshape(6, 6) @ AT.T)[i, j]
+    + bias[o], the blocks cut at the output's edge. M (36, N*T, C_out); bias (C_out,) (zeros
+    for none); out (N, C_out, oH, oW)."""
+    N, C_out, oH, oW = out.shape
+    tH, tW = (oH + 3) // 4, (oW + 3) // 4
+    L = tH * tW * C_out  # an image's tiles
+    two, four, _, eight = _numbers(M)
+    Mf = M.reshape(36, N * L)
+    Z = np.empty((6, 4, L), dtype=out.dtype)
+    Y = np.empty((16, L), dtype=out.dtype)  # [4i + j]: entry (i, j) of each tile's block
+    for n in range(N):
+        _output_blocks(Mf, n * L, two, four, eight, Z, Y)
+        place_blocks(Y, 4, bias, out, n)
+
+
+TILES = 64  # tiles per block of ``grad_output_transform``: its rows stay in L1 and L2
+
+
+@njit(cache=True, nogil=True)
+def grad_output_transform(D, dM, grad_b):
+    """dM[:, t, o] = AT.T @ dY @ AT, dY = the 4x4 block of tile t's output gradient in D
+    (16, N*T*C_out) (``tiles.output_grad_blocks``): ``output_transform``'s adjoint, step by
+    step in reverse, a block of tiles at a time. dM (36, N*T, C_out). Adds the blocks' sums
+    into grad_b (C_out,), the bias gradient, tile after tile."""
+    C_out = grad_b.size
+    K = D.shape[1]
+    two, four, _, eight = _numbers(dM)
+    dMf = dM.reshape(36, K)
+    B = TILES * C_out
+    cols = np.empty((4, 6, B), dtype=dM.dtype)  # AT.T down each block's column q
+    total = np.zeros(C_out, dtype=grad_b.dtype)
+    for start in range(0, K, B):
+        L = min(K, start + B) - start
+        for q in range(4):
+            y0, y1 = D[q, start : start + L], D[4 + q, start : start + L]
+            y2, y3 = D[8 + q, start : start + L], D[12 + q, start : start + L]
+            c0, c1, c2, c3, c4, c5 = (
+                cols[q, 0],
+                cols[q, 1],
+                cols[q, 2],
+                cols[q, 3],
+                cols[q, 4],
+                cols[q, 5],
+            )
+            for k in range(L):
+                c0[k], c1[k], c2[k], c3[k], c4[k], c5[k] = _a(y0[k], y1[k], y2[k], y3[k], two,
+                                                              four, eight)  # fmt: skip
+        for a in range(6):  # then along each block's rows
+            e0, e1, e2, e3 = cols[0, a], cols[1, a], cols[2, a], cols[3, a]
+            d0, d1, d2 = _rows(dMf, 6 * a, start, L)
+            d3, d4, d5 = _rows(dMf, 6 * a + 3, start, L)
+            for k in range(L):
+                d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = _a(e0[k], e1[k], e2[k], e3[k], two,
+                                                              four, eight)  # fmt: skip
+    for k0 in range(0, K, C_out):
+        for i in range(16):
+            y = D[i, k0 : k0 + C_out]
+            for o in range(C_out):
+                total[o] += y[o]
+    for o in range(C_out):
+        grad_b[o] += total[o]

@@ -44,10 +44,10 @@ from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x
 @njit(inline="always")
 def _two_planes(flat, weight, bias, o, Wp, p0, p1):
     """p0, p1 (M,) = output planes o and o + 1, flat (rows Wp apart), from ``flat``
-    (C, (oH + 3) * Wp), the zero-padded input planes."""
+    (C, (oH + 3) * Wp), the zero-padded input planes. The first channel's sums are written
+    with the bias, the others added: adding onto the planes from the start (set to the
+    bias) took 9.1 us an image of the deck's first conv against 5.7 (same values)."""
     M = p0.size
-    p0[:] = bias[o]
-    p1[:] = bias[o + 1]
     for c in range(flat.shape[0]):
         xc, u, v = flat[c], weight[o, c], weight[o + 1, c]
         # the nine shifted planes, sliced first so that the loop indexes from 0
@@ -59,13 +59,19 @@ def _two_planes(flat, weight, bias, o, Wp, p0, p1):
         u5, u6, u7, u8 = u[1, 2], u[2, 0], u[2, 1], u[2, 2]
         v0, v1, v2, v3, v4 = v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1]
         v5, v6, v7, v8 = v[1, 2], v[2, 0], v[2, 1], v[2, 2]
+        b0, b1 = bias[o], bias[o + 1]
         for m in range(M):
             a0, a1, a2, a3, a4 = x0[m], x1[m], x2[m], x3[m], x4[m]
             a5, a6, a7, a8 = x5[m], x6[m], x7[m], x8[m]
-            p0[m] += (u0 * a0 + u1 * a1 + u2 * a2 + u3 * a3 + u4 * a4
-                      + u5 * a5 + u6 * a6 + u7 * a7 + u8 * a8)  # fmt: skip
-            p1[m] += (v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4
-                      + v5 * a5 + v6 * a6 + v7 * a7 + v8 * a8)  # fmt: skip
+            s0 = (u0 * a0 + u1 * a1 + u2 * a2 + u3 * a3 + u4 * a4
+                  + u5 * a5 + u6 * a6 + u7 * a7 + u8 * a8)  # fmt: skip
+            s1 = (v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4
+                  + v5 * a5 + v6 * a6 + v7 * a7 + v8 * a8)  # fmt: skip
+            if c == 0:
+                p0[m], p1[m] = b0 + s0, b1 + s1
+            else:
+                p0[m] += s0
+                p1[m] += s1
 
 
 @njit(inline="always")
@@ -212,6 +218,7 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
     where an index leaves its window, from the general kernel through ``one`` (1, 1, oH, oW).
     Returns whether it took the general kernel (then pixels outside the windows hold
     values)."""
+    g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
     if not unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
         return False
     plane = slice(n, n + 1), slice(c, c + 1)

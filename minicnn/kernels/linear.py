@@ -48,9 +48,25 @@ def linear_backward_numpy(grad_out, x, weight, input_grad=True):
 # 2.0 -> 1.6 ms, backward 4.1 -> 3.5 ms.
 
 
+# Below this many multiply-adds a product runs on one thread: handing half of it to another
+# costs a thread wakeup, ~25 us each way on the machine measured (a pool round trip with no
+# work took 60-75 us), and OpenBLAS ran two small products at once slower than one after the
+# other. The deck's fc, (100, 3136) @ (3136, 10), 3.1M multiply-adds: forward 300 -> 146 us
+# on one thread; DeepCNN's fc1 (128M) still splits.
+MIN_SPLIT = 1 << 24
+
+
 def _by_features(rows: np.ndarray, weight: np.ndarray) -> bool:
     """Whether to split a product by the weight's features rather than by rows."""
     return weight.size > rows.size
+
+
+def _grain(rows: np.ndarray, weight: np.ndarray, grain: int) -> int:
+    """``parallel_for``'s grain for a product: ``grain``, or everything for one thread when
+    the product is small."""
+    if rows.shape[0] * weight.size < MIN_SPLIT:
+        return max(rows.shape[0], weight.shape[0], weight.shape[1], 1)
+    return grain
 
 
 def linear_forward_numba(x, weight, bias):
@@ -64,7 +80,7 @@ def linear_forward_numba(x, weight, bias):
             if bias is not None:
                 out_t[a:b] += bias[a:b, None]
 
-        parallel_for(n_out, task, grain=16)
+        parallel_for(n_out, task, grain=_grain(rows, weight, 16))
         return np.ascontiguousarray(out_t.T).reshape(*x.shape[:-1], n_out)
     out = np.empty((M, n_out), dtype=x.dtype)  # (M, out)
 
@@ -73,7 +89,7 @@ def linear_forward_numba(x, weight, bias):
         if bias is not None:
             out[a:b] += bias
 
-    parallel_for(M, task, grain=8)
+    parallel_for(M, task, grain=_grain(rows, weight, 8))
     return out.reshape(*x.shape[:-1], n_out)
 
 
@@ -89,7 +105,7 @@ def linear_backward_numba(grad_out, x, weight, input_grad=True):
             np.matmul(grad_rows[a:b], weight, out=grad_x[a:b])
         return grad_rows[a:b].T @ rows[a:b], grad_rows[a:b].sum(axis=0)
 
-    partials = parallel_for(rows.shape[0], task, grain=8)
+    partials = parallel_for(rows.shape[0], task, grain=_grain(rows, weight, 8))
     grad_weight, grad_bias = partials[0]  # (out, in), (out,)
     for grad_w, grad_b in partials[1:]:  # in slice order: the same sum on every run
         grad_weight += grad_w
@@ -108,7 +124,7 @@ def _backward_by_features(grad_rows, rows, weight, input_grad, x_shape):
         np.matmul(grad_rows[:, a:b].T, rows, out=grad_weight[a:b])
         grad_bias[a:b] = grad_rows[:, a:b].sum(axis=0)
 
-    parallel_for(n_out, task, grain=16)
+    parallel_for(n_out, task, grain=_grain(rows, weight, 16))
     if not input_grad:
         return None, grad_weight, grad_bias
     grad_x_t = np.empty((n_in, rows.shape[0]), dtype=rows.dtype)  # (in, M)
@@ -116,5 +132,5 @@ def _backward_by_features(grad_rows, rows, weight, input_grad, x_shape):
     def task_x(a, b):
         np.matmul(weight[:, a:b].T, grad_rows.T, out=grad_x_t[a:b])
 
-    parallel_for(n_in, task_x, grain=16)
+    parallel_for(n_in, task_x, grain=_grain(rows, weight, 16))
     return np.ascontiguousarray(grad_x_t.T).reshape(x_shape), grad_weight, grad_bias

@@ -118,12 +118,14 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
 
 
 @st.composite
-def tile_pool_cases(draw):
-    """(x, weight, bias, conv kwargs, pool kwargs): a 3x3 stride-1 conv and a 2x2 pool, the
-    pool F(2x2, 3x3)'s output transform does on its tiles (odd sizes leave the last row or
-    column out; ceil_mode's overhang takes the pool kernel instead)."""
+def tile_pool_cases(draw, padding=False):
+    """(x, weight, bias, conv kwargs, pool kwargs): a 3x3 stride-1 conv and a 2x2 pool at
+    stride 2, the pool Winograd's output transforms do on their blocks: F(2x2, 3x3)'s on
+    plain windows (odd sizes leave the last row or column out; ceil_mode's overhang takes
+    the pool kernel instead), F(4x4, 3x3)'s with ``padding`` too (windows clipped)."""
     x, w, b, conv = draw(winograd_conv2d_cases())
-    pool = dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=draw(st.booleans()))
+    pool = dict(kernel_size=2, stride=None, padding=draw(st.integers(0, int(padding))),
+                dilation=1, ceil_mode=draw(st.booleans()))  # fmt: skip
     try:
         F.max_pool2d(F.conv2d(x, w, b, **conv), **pool)
     except ValueError:
@@ -131,13 +133,14 @@ def tile_pool_cases(draw):
     return x, w, b, conv, pool
 
 
-@given(case=tile_pool_cases(), seed=st.integers(0, 2**16))
-def test_winograd_pooled_tiles_equal_the_three_ops_bit_for_bit(case, seed):
-    x, w, b, conv, pool = case
+@pytest.mark.parametrize("m", [2, 4])
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_winograd_pooled_blocks_equal_the_three_ops_bit_for_bit(m, data, seed):
+    x, w, b, conv, pool = data.draw(tile_pool_cases(padding=m == 4))
     kwargs = _fused_kwargs(conv, pool)
-    with use_backend("numba"), winograd_for_any_channels(2):
+    with use_backend("numba"), winograd_for_any_channels(m):
         made = conv_plan(x, w, b, conv)
-        assert type(made).__name__ == "Winograd2Plan"
+        assert type(made).__name__ == f"Winograd{m}Plan"
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
@@ -253,18 +256,20 @@ def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
-def test_winograd_pooled_tiles_handle_nan_and_infinity_as_the_three_ops_do():
-    # F(2x2, 3x3) pools its tiles' blocks itself: a NaN input spreads over the outputs
-    # around it, and so does an infinity (as NaNs: the transforms subtract it from itself)
+@pytest.mark.parametrize("m, pool_padding", [(2, 0), (4, 0), (4, 1)])
+def test_winograd_pooled_blocks_handle_nan_and_infinity_as_the_three_ops_do(m, pool_padding):
+    # the output transforms pool their blocks themselves: a NaN input spreads over the
+    # outputs around it, and so does an infinity (as NaNs: the transforms subtract it from
+    # itself)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 8, 6, 8))
     x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
     w, b = rng.standard_normal((3, 8, 3, 3)), rng.standard_normal(3)
     conv = dict(padding=1)
-    pool = dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False)
+    pool = dict(kernel_size=2, stride=None, padding=pool_padding, dilation=1, ceil_mode=False)
     kwargs = _fused_kwargs(conv, pool)
-    with use_backend("numba"), winograd_for_any_channels(2):
-        assert type(conv_plan(x, w, b, conv)).__name__ == "Winograd2Plan"
+    with use_backend("numba"), winograd_for_any_channels(m):
+        assert type(conv_plan(x, w, b, conv)).__name__ == f"Winograd{m}Plan"
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = rng.standard_normal(out.shape)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
@@ -274,3 +279,26 @@ def test_winograd_pooled_tiles_handle_nan_and_infinity_as_the_three_ops_do():
     np.testing.assert_array_equal(indices, indices3)
     for mine, theirs in zip(grads, grads3):
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(
+    "pool", [{}, dict(pool_padding=1), dict(pool_padding=(0, 1), ceil_mode=True)]
+)
+def test_winograd4_pooled_backward_takes_indices_outside_their_windows(pool):
+    """As ``test_fused_2x2_backward_takes_indices_outside_their_windows``, through the
+    backward of F(4x4, 3x3)'s pooled blocks."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, (3, 8, 9, 11))
+    w, b = rng.uniform(0.1, 1, (5, 8, 3, 3)), rng.uniform(0.1, 1, 5)
+    kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
+    with use_backend("numba"), winograd_for_any_channels(4):
+        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+        foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
+        foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
+        grad = rng.standard_normal(out.shape)
+        assert type(conv_plan(x, w, b, dict(padding=1))).__name__ == "Winograd4Plan"
+        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    with use_backend("numpy"):
+        twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    for name, mine, expected in zip(("input", "weight", "bias"), fast, twin):
+        assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)

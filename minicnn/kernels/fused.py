@@ -77,12 +77,19 @@ def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
     indices = np.empty((N, C_out, *out_hw), dtype=np.int64)
 
     two_by_two = pool.is_plain_2x2(kernel, stride, padding, dilation, (oH, oW), out_hw)
+    clipped = pool.is_clipped_2x2(kernel, stride, padding, dilation) and not _has_empty_windows(
+        (oH, oW), *pool_args
+    )  # the plain ones too
     in_one_pass = two_by_two and plan.pools_2x2
+    from_blocks = clipped and plan.pools_clipped_2x2
 
     def task(start, stop):
         for n0, n1 in plan.chunks(start, stop):
             if in_one_pass:  # the conv's output pooled as it is made
                 plan.relu_max_pool_2x2(x[n0:n1], out[n0:n1], indices[n0:n1])
+                continue
+            if from_blocks:  # pooled from Winograd's blocks, never put in place
+                plan.relu_max_pool_clipped_2x2(x[n0:n1], *padding, out[n0:n1], indices[n0:n1])
                 continue
             y = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
             plan.forward(x[n0:n1], y)
@@ -130,4 +137,12 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
                                             x[n0:n1], grad_w, grad_b, grad_x)  # fmt: skip
 
         return plan.backward_batch(None, x, input_grad, chunk_backward)
+    if clipped and plan.pools_clipped_2x2:  # the blocks' gradient made from the pooled one
+
+        def blocks_backward(n0, n1, grad_w, grad_b, grad_x):
+            plan.relu_max_pool_clipped_2x2_backward(grad_out[n0:n1], indices[n0:n1],
+                                                    out[n0:n1], *pads, x[n0:n1], grad_w,
+                                                    grad_b, grad_x)  # fmt: skip
+
+        return plan.backward_batch(None, x, input_grad, blocks_backward)
     return plan.backward_batch(grad_y, x, input_grad)

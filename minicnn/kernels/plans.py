@@ -53,6 +53,9 @@ class ConvPlan:
     # builds that output's gradient from the pooled one (``relu_max_pool_2x2`` and its
     # backward, which ``minicnn.kernels.fused`` calls then)
     pools_2x2 = False
+    # whether it does so for the clipped 2x2 pools too (stride 2, padding 0 or 1, any
+    # ceil_mode: ``relu_max_pool_clipped_2x2`` and its backward)
+    pools_clipped_2x2 = False
 
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         N, C, H, W = x_shape
@@ -291,6 +294,27 @@ class Winograd4Plan(WinogradPlan):
 
     kernels = winograd4
     m = 4
+    pools_clipped_2x2 = True
+
+    def relu_max_pool_clipped_2x2(self, x, pH, pW, out, indices) -> None:
+        """out, indices = max_pool2d(relu(conv2d(x)), 2, padding=(pH, pW)) for a chunk: x
+        (b, C, H, W), out and indices (b, C_out, qH, qW), pooled from the tiles' blocks."""
+        M = self._products(x)  # (36, b*T, C_out)
+        winograd4.output_transform_relu_max_pool_2x2(M, self.bias_vector, self.oH, self.oW, pH,
+                                                     pW, out, indices)  # fmt: skip
+
+    def relu_max_pool_clipped_2x2_backward(self, grad_out, indices, out, pH, pW, x, grad_u,
+                                           grad_b, grad_x):  # fmt: skip
+        """``backward`` for ``relu_max_pool_clipped_2x2``, from the pooled gradient of a
+        chunk."""
+        (b, C), oH, oW = x.shape[:2], self.oH, self.oW
+        D = self._scratch(b, C)[3]
+        if winograd4.relu_max_pool_2x2_grad_blocks(grad_out, indices, out, oH, oW, pH, pW, D):
+            # an index left its window: the general rule gives the conv output's gradient
+            g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
+            relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, pH, pW, g)
+            tiles.output_grad_blocks(g, D)
+        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
 
 
 class DirectPlan(ConvPlan):

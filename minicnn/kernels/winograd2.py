@@ -209,22 +209,28 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
 
 
 @njit(inline="always")
-def _output_blocks(Mf, start, Z, Y):
+def _output_blocks(Mf, start, Y):
     """Y[2i + j, k] = (AT @ M[:, k] @ AT.T)[i, j] for the L = Y.shape[1] columns k of Mf
-    (16, N*T*C_out) from ``start`` on (whole tiles): AT along every tile's rows into Z
-    (4, 2, L), then down its columns."""
+    (16, N*T*C_out) from ``start`` on (whole tiles): AT along each tile's rows, then down
+    its columns, in one pass (in two, through a scratch of the rows' results: 4.7 -> 2.9 us
+    an image of the deck's conv2, the same values)."""
     L = Y.shape[1]
-    for a in range(4):
-        m0, m1 = Mf[4 * a, start : start + L], Mf[4 * a + 1, start : start + L]
-        m2, m3 = Mf[4 * a + 2, start : start + L], Mf[4 * a + 3, start : start + L]
-        z0, z1 = Z[a, 0], Z[a, 1]
-        for k in range(L):
-            z0[k], z1[k] = _at(m0[k], m1[k], m2[k], m3[k])
-    for q in range(2):
-        y0, y1 = Y[q], Y[2 + q]
-        z0, z1, z2, z3 = Z[0, q], Z[1, q], Z[2, q], Z[3, q]
-        for k in range(L):
-            y0[k], y1[k] = _at(z0[k], z1[k], z2[k], z3[k])
+    m0, m1, m2, m3 = (Mf[0, start : start + L], Mf[1, start : start + L],
+                      Mf[2, start : start + L], Mf[3, start : start + L])  # fmt: skip
+    m4, m5, m6, m7 = (Mf[4, start : start + L], Mf[5, start : start + L],
+                      Mf[6, start : start + L], Mf[7, start : start + L])  # fmt: skip
+    m8, m9, m10, m11 = (Mf[8, start : start + L], Mf[9, start : start + L],
+                        Mf[10, start : start + L], Mf[11, start : start + L])  # fmt: skip
+    m12, m13, m14, m15 = (Mf[12, start : start + L], Mf[13, start : start + L],
+                          Mf[14, start : start + L], Mf[15, start : start + L])  # fmt: skip
+    y0, y1, y2, y3 = Y[0], Y[1], Y[2], Y[3]
+    for k in range(L):
+        a0, a1 = _at(m0[k], m1[k], m2[k], m3[k])  # AT along the tile's rows
+        b0, b1 = _at(m4[k], m5[k], m6[k], m7[k])
+        c0, c1 = _at(m8[k], m9[k], m10[k], m11[k])
+        d0, d1 = _at(m12[k], m13[k], m14[k], m15[k])
+        y0[k], y2[k] = _at(a0, b0, c0, d0)  # then down its columns
+        y1[k], y3[k] = _at(a1, b1, c1, d1)
 
 
 @njit(cache=True, nogil=True)
@@ -236,10 +242,9 @@ def output_transform(M, bias, out):
     tH, tW = (oH + 1) // 2, (oW + 1) // 2
     L = tH * tW * C_out  # an image's tiles
     Mf = M.reshape(16, N * L)
-    Z = np.empty((4, 2, L), dtype=out.dtype)
     Y = np.empty((4, L), dtype=out.dtype)  # [2i + j]: entry (i, j) of each tile's block
     for n in range(N):
-        _output_blocks(Mf, n * L, Z, Y)
+        _output_blocks(Mf, n * L, Y)
         place_blocks(Y, 2, bias, out, n)
 
 
@@ -254,13 +259,12 @@ def output_transform_relu_max_pool_2x2(M, bias, oH, oW, out, indices):
     tH, tW = (oH + 1) // 2, (oW + 1) // 2
     L = tH * tW * C_out
     Mf = M.reshape(16, N * L)
-    Z = np.empty((4, 2, L), dtype=out.dtype)
     Y = np.empty((4, L), dtype=out.dtype)
     best = np.empty((pH * pW, C_out), dtype=out.dtype)  # each window's, channels last
     winner = np.empty((pH * pW, C_out), dtype=np.int64)
     zero = np.zeros(1, dtype=out.dtype)[0]
     for n in range(N):
-        _output_blocks(Mf, n * L, Z, Y)
+        _output_blocks(Mf, n * L, Y)
         nan = False
         for i in range(pH):
             for j in range(pW):

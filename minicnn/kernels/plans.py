@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from minicnn.kernels import direct, parallel, tiles, winograd, winograd2, winograd4
+from minicnn.kernels import direct, parallel, tile_pool, tiles, winograd, winograd2, winograd4
 from minicnn.kernels.im2col import (
     col2im,
     col2im_unit,
@@ -273,14 +273,14 @@ class Winograd2Plan(WinogradPlan):
     def relu_max_pool_2x2(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out and
         indices (b, C_out, pH, pW)."""
-        winograd2.output_transform_relu_max_pool_2x2(self._products(x), self.bias_vector,
+        tile_pool.relu_max_pool_tiles(self._products(x), self.bias_vector,
                                                      self.oH, self.oW, out, indices)  # fmt: skip
 
     def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
         """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
         b, oH, oW = x.shape[0], self.oH, self.oW
         D = self._scratch(*x.shape[:2])[3]
-        if winograd2.relu_max_pool_2x2_grad_tiles(grad_out, indices, out, oH, oW, D):
+        if tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
             # an index left its window: the general rule gives the conv output's gradient
             g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
             relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, 0, 0, g)
@@ -300,7 +300,7 @@ class Winograd4Plan(WinogradPlan):
         """out, indices = max_pool2d(relu(conv2d(x)), 2, padding=(pH, pW)) for a chunk: x
         (b, C, H, W), out and indices (b, C_out, qH, qW), pooled from the tiles' blocks."""
         M = self._products(x)  # (36, b*T, C_out)
-        winograd4.output_transform_relu_max_pool_2x2(M, self.bias_vector, self.oH, self.oW, pH,
+        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH,
                                                      pW, out, indices)  # fmt: skip
 
     def relu_max_pool_clipped_2x2_backward(self, grad_out, indices, out, pH, pW, x, grad_u,
@@ -309,7 +309,7 @@ class Winograd4Plan(WinogradPlan):
         chunk."""
         (b, C), oH, oW = x.shape[:2], self.oH, self.oW
         D = self._scratch(b, C)[3]
-        if winograd4.relu_max_pool_2x2_grad_blocks(grad_out, indices, out, oH, oW, pH, pW, D):
+        if tile_pool.relu_max_pool_blocks_backward(grad_out, indices, out, oH, oW, pH, pW, D):
             # an index left its window: the general rule gives the conv output's gradient
             g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
             relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, pH, pW, g)

@@ -6,7 +6,7 @@ C_out), plane ``4a + b`` holding entry (a, b) of every tile, each tile's channel
 side. Every butterfly then runs down a contiguous row of channels, tile after tile, so the
 compiler vectorises it, where with the channels apart (16, C, N*T) the butterflies over a
 tile row of 7 tiles read pixels two apart and ran one value at a time (the deck's conv2,
-per image: input transform 15.5 -> ~5 us, its adjoint 20.4 -> ~6 us, measured). The products
+per image, in a training step: input transform 15.5 -> 7.5 us, its adjoint 20.4 -> 10.6 us). The products
 read the same matrices the other way round, ``M[k] = V[k] @ U[k].T``, and the weight
 gradient's product needs V no longer transposed.
 
@@ -16,8 +16,8 @@ tj are then even tj, odd tj, even tj + 1, odd tj + 1, each a run of C values, so
 row's butterflies along the rows are one loop over tW*C values with constant offsets. The
 conv's output comes back through the tiles' 2x2 blocks, Y (4, T*C_out): with a 2x2, stride-2
 max pool after it, those blocks are the pool's windows, and the output transform pools them
-there (``output_transform_relu_max_pool_2x2``); the backward pass builds the blocks'
-gradient from the pooled one the same way (``relu_max_pool_2x2_grad_tiles``).
+there (``minicnn.kernels.tile_pool``); the backward pass builds the blocks' gradient from
+the pooled one the same way.
 
 Each value is computed by the same operations, in the same order, as the twin's formulas
 step by step; only the products' sums (BLAS) may round differently.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.pool import max_of_2x2, max_of_2x2_nan
 from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
 
 
@@ -209,7 +208,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
 
 
 @njit(inline="always")
-def _output_blocks(Mf, start, Y):
+def output_blocks(Mf, start, Y):
     """Y[2i + j, k] = (AT @ M[:, k] @ AT.T)[i, j] for the L = Y.shape[1] columns k of Mf
     (16, N*T*C_out) from ``start`` on (whole tiles): AT along each tile's rows, then down
     its columns, in one pass (in two, through a scratch of the rows' results: 4.7 -> 2.9 us
@@ -244,91 +243,8 @@ def output_transform(M, bias, out):
     Mf = M.reshape(16, N * L)
     Y = np.empty((4, L), dtype=out.dtype)  # [2i + j]: entry (i, j) of each tile's block
     for n in range(N):
-        _output_blocks(Mf, n * L, Y)
+        output_blocks(Mf, n * L, Y)
         place_blocks(Y, 2, bias, out, n)
-
-
-@njit(cache=True, nogil=True)
-def output_transform_relu_max_pool_2x2(M, bias, oH, oW, out, indices):
-    """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2, where conv is
-    ``output_transform``'s (oH, oW) output: window (i, j) is tile (i, j)'s block, pooled as
-    it is made (``pool.max_pool_row_2x2``'s rule; indices are positions in the (oH, oW)
-    plane). M (16, N*T, C_out); bias (C_out,); out, indices (N, C_out, pH, pW), 2pH <= oH,
-    2pW <= oW."""
-    N, C_out, pH, pW = out.shape
-    tH, tW = (oH + 1) // 2, (oW + 1) // 2
-    L = tH * tW * C_out
-    Mf = M.reshape(16, N * L)
-    Y = np.empty((4, L), dtype=out.dtype)
-    best = np.empty((pH * pW, C_out), dtype=out.dtype)  # each window's, channels last
-    winner = np.empty((pH * pW, C_out), dtype=np.int64)
-    zero = np.zeros(1, dtype=out.dtype)[0]
-    for n in range(N):
-        _output_blocks(Mf, n * L, Y)
-        nan = False
-        for i in range(pH):
-            for j in range(pW):
-                k0, base = (i * tW + j) * C_out, 2 * i * oW + 2 * j
-                y0, y1 = Y[0, k0 : k0 + C_out], Y[1, k0 : k0 + C_out]
-                y2, y3 = Y[2, k0 : k0 + C_out], Y[3, k0 : k0 + C_out]
-                b, k = best[i * pW + j], winner[i * pW + j]
-                for o in range(C_out):  # by selects: the loop vectorises
-                    p, q, r, s = y0[o] + bias[o], y1[o] + bias[o], y2[o] + bias[o], y3[o] + bias[o]
-                    nan |= (p != p) | (q != q) | (r != r) | (s != s)
-                    value, offset = max_of_2x2(p, q, r, s, oW)
-                    k[o] = base + (offset if value > 0 else 0)
-                    b[o] = value if value > 0 else zero
-        if nan:  # the image again, where a NaN wins
-            for i in range(pH):
-                for j in range(pW):
-                    k0, base = (i * tW + j) * C_out, 2 * i * oW + 2 * j
-                    for o in range(C_out):
-                        value, offset = max_of_2x2_nan(
-                            Y[0, k0 + o] + bias[o], Y[1, k0 + o] + bias[o],
-                            Y[2, k0 + o] + bias[o], Y[3, k0 + o] + bias[o], oW,
-                        )  # fmt: skip
-                        if not (value > 0 or value != value):
-                            value, offset = zero, 0
-                        best[i * pW + j, o] = value
-                        winner[i * pW + j, o] = base + offset
-        for o in range(C_out):  # channels first again
-            for i in range(pH):
-                for j in range(pW):
-                    out[n, o, i, j] = best[i * pW + j, o]
-                    indices[n, o, i, j] = winner[i * pW + j, o]
-
-
-@njit(cache=True, nogil=True)
-def relu_max_pool_2x2_grad_tiles(grad_out, indices, out, oH, oW, D):
-    """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of its
-    relu'd 2x2 pool (``output_transform_relu_max_pool_2x2``'s): each window's gradient at its
-    winner, 0 where relu blocked it (the pooled value 0 or less), 0 elsewhere. grad_out,
-    indices, out (N, C_out, pH, pW). Returns whether an index left its window (not the
-    forward pass's): then D is not the gradient."""
-    N, C_out, pH, pW = grad_out.shape
-    tH, tW = (oH + 1) // 2, (oW + 1) // 2
-    L, K = tH * tW * C_out, D.shape[1]
-    Df = D.reshape(4 * K)
-    zero = np.zeros(1, dtype=D.dtype)[0]
-    D[:] = 0
-    stray = False
-    # plane after plane, reading in order: window after window, reading each plane's values
-    # a channel apart, ran 2.5 times slower after the products had filled the caches; and
-    # no branch on the data (20 -> 10 us per image of the deck's conv2: they were mispredicted)
-    for n in range(N):
-        for o in range(C_out):
-            for i in range(pH):
-                for j in range(pW):
-                    k = indices[n, o, i, j] - 2 * i * oW - 2 * j  # the winner: 0, 1, oW, oW + 1
-                    below = k >= oW
-                    d = k - oW if below else k  # its column in the window
-                    stray |= (d < 0) | (d > 1)
-                    v = grad_out[n, o, i, j]
-                    v = zero if out[n, o, i, j] <= 0 else v  # relu blocked it, or not
-                    if not stray:
-                        Df[(2 * below + d) * K + n * L + (i * tW + j) * C_out + o] = v
-    return stray
-    return False
 
 
 TILES = 64  # tiles per block of ``grad_output_transform``: its rows stay in L1 and L2

@@ -22,12 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.pool import max_of_2x2, max_of_2x2_nan
 from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
 
 
 @njit(inline="always")
-def _numbers(a):
+def numbers(a):
     """2, 4, 5 and 8 in ``a``'s dtype."""
     return (np.full(1, 2, a.dtype)[0], np.full(1, 4, a.dtype)[0], np.full(1, 5, a.dtype)[0],
             np.full(1, 8, a.dtype)[0])  # fmt: skip
@@ -167,7 +166,7 @@ def input_transform(x, top, left, xpad, V):
     Hp, _, Q, _ = xpad.shape
     tH, tW = (Hp - 2) // 4, Q - 1
     T, L, R = tH * tW, 4 * Q * C, tW * C  # a padded row, flat; a tile row's tiles
-    two, four, five, _ = _numbers(V)
+    two, four, five, _ = numbers(V)
     xf = xpad.reshape(Hp, L)
     Vf = V.reshape(36, N * T * C)
     rows = np.empty((6, L), dtype=V.dtype)  # BT @ (a tile row's six pixel rows)
@@ -209,7 +208,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
     Hp, _, Q, _ = gpad.shape
     tH, tW = (Hp - 2) // 4, Q - 1
     T, L, R = tH * tW, 4 * Q * C, tW * C
-    two, four, five, _ = _numbers(gpad)
+    two, four, five, _ = numbers(gpad)
     gf = gpad.reshape(Hp, L)
     dVf = dV.reshape(36, N * T * C)
     E = np.empty((6, R), dtype=gpad.dtype)  # BT.T along a tile row: column q of each tile
@@ -273,7 +272,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
 
 
 @njit(inline="always")
-def _output_blocks(Mf, start, two, four, eight, Z, Y):
+def output_blocks(Mf, start, two, four, eight, Z, Y):
     """Y[4i + j, k] = (AT @ M[:, k] @ AT.T)[i, j] for the L = Y.shape[1] columns k of Mf
     (36, N*T*C_out) from ``start`` on (whole tiles): AT along every tile's rows into Z
     (6, 4, L), then down its columns."""
@@ -301,12 +300,12 @@ def output_transform(M, bias, out):
     N, C_out, oH, oW = out.shape
     tH, tW = (oH + 3) // 4, (oW + 3) // 4
     L = tH * tW * C_out  # an image's tiles
-    two, four, _, eight = _numbers(M)
+    two, four, _, eight = numbers(M)
     Mf = M.reshape(36, N * L)
     Z = np.empty((6, 4, L), dtype=out.dtype)
     Y = np.empty((16, L), dtype=out.dtype)  # [4i + j]: entry (i, j) of each tile's block
     for n in range(N):
-        _output_blocks(Mf, n * L, two, four, eight, Z, Y)
+        output_blocks(Mf, n * L, two, four, eight, Z, Y)
         place_blocks(Y, 4, bias, out, n)
 
 
@@ -321,7 +320,7 @@ def grad_output_transform(D, dM, grad_b):
     into grad_b (C_out,), the bias gradient, tile after tile."""
     C_out = grad_b.size
     K = D.shape[1]
-    two, four, _, eight = _numbers(dM)
+    two, four, _, eight = numbers(dM)
     dMf = dM.reshape(36, K)
     B = TILES * C_out
     cols = np.empty((4, 6, B), dtype=dM.dtype)  # AT.T down each block's column q
@@ -356,110 +355,3 @@ def grad_output_transform(D, dM, grad_b):
                 total[o] += y[o]
     for o in range(C_out):
         grad_b[o] += total[o]
-
-
-# -- with a relu'd 2x2 pool after the conv: pooled from the tiles' blocks --------------------
-
-
-@njit(inline="always")
-def _pixel(Y, h, w, tW, C_out):
-    """Output pixel (h, w)'s channels in an image's blocks Y (16, T*C_out)."""
-    k = ((h // 4) * tW + w // 4) * C_out
-    return Y[4 * (h % 4) + w % 4, k : k + C_out]
-
-
-@njit(inline="always")
-def _window(i, j, pH, pW, oH, oW):
-    """(r0, r1, c0, c1): the rows and columns of 2x2 window (i, j) at stride 2 with padding
-    (pH, pW), clipped to the (oH, oW) plane (a clipped-off tap repeats its neighbour, as
-    ``pool.max_pool2d_2x2_clipped_kernel`` reads it)."""
-    r0, c0 = max(2 * i - pH, 0), max(2 * j - pW, 0)
-    return r0, min(2 * i - pH + 1, oH - 1), c0, min(2 * j - pW + 1, oW - 1)
-
-
-@njit(cache=True, nogil=True)
-def output_transform_relu_max_pool_2x2(M, bias, oH, oW, pH, pW, out, indices):
-    """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2 with padding pH, pW of
-    0 or 1 (any ceil_mode, no window wholly in the padding), where conv is
-    ``output_transform``'s (oH, oW) output: each window's taps read from the tiles' blocks,
-    a channel per lane, by ``pool.max_pool2d_2x2_clipped_kernel``'s rule (indices are
-    positions in the (oH, oW) plane). M (36, N*T, C_out); bias (C_out,); out, indices
-    (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (the DeepCNN's
-    conv3 and its pool, 11.6 -> ~3 us an image, measured)."""
-    N, C_out, qH, qW = out.shape
-    tH, tW = (oH + 3) // 4, (oW + 3) // 4
-    L = tH * tW * C_out
-    two, four, _, eight = _numbers(M)
-    Mf = M.reshape(36, N * L)
-    Z = np.empty((6, 4, L), dtype=out.dtype)
-    Y = np.empty((16, L), dtype=out.dtype)
-    best = np.empty((qH * qW, C_out), dtype=out.dtype)  # each window's, channels last
-    winner = np.empty((qH * qW, C_out), dtype=np.int64)
-    zero = np.zeros(1, dtype=out.dtype)[0]
-    for n in range(N):
-        _output_blocks(Mf, n * L, two, four, eight, Z, Y)
-        nan = False
-        for i in range(qH):
-            for j in range(qW):
-                r0, r1, c0, c1 = _window(i, j, pH, pW, oH, oW)
-                ya, yb = _pixel(Y, r0, c0, tW, C_out), _pixel(Y, r0, c1, tW, C_out)
-                yd, ye = _pixel(Y, r1, c0, tW, C_out), _pixel(Y, r1, c1, tW, C_out)
-                b, k = best[i * qW + j], winner[i * qW + j]
-                for o in range(C_out):  # by selects: the loop vectorises
-                    p, q, r, s = ya[o] + bias[o], yb[o] + bias[o], yd[o] + bias[o], ye[o] + bias[o]
-                    nan |= (p != p) | (q != q) | (r != r) | (s != s)
-                    value, offset = max_of_2x2(p, q, r, s, 2)  # offset: 0, 1, 2 or 3
-                    h = r1 if offset >= 2 else r0
-                    w = c1 if offset % 2 == 1 else c0
-                    k[o] = h * oW + w if value > 0 else r0 * oW + c0  # relu: the first tap
-                    b[o] = value if value > 0 else zero
-        if nan:  # the image again, where a NaN wins
-            for i in range(qH):
-                for j in range(qW):
-                    r0, r1, c0, c1 = _window(i, j, pH, pW, oH, oW)
-                    ya, yb = _pixel(Y, r0, c0, tW, C_out), _pixel(Y, r0, c1, tW, C_out)
-                    yd, ye = _pixel(Y, r1, c0, tW, C_out), _pixel(Y, r1, c1, tW, C_out)
-                    for o in range(C_out):
-                        p, q = ya[o] + bias[o], yb[o] + bias[o]
-                        value, offset = max_of_2x2_nan(p, q, yd[o] + bias[o], ye[o] + bias[o], 2)
-                        h = r1 if offset >= 2 else r0
-                        w = c1 if offset % 2 == 1 else c0
-                        if not (value > 0 or value != value):
-                            value, h, w = zero, r0, c0
-                        best[i * qW + j, o] = value
-                        winner[i * qW + j, o] = h * oW + w
-        for o in range(C_out):  # channels first again
-            for i in range(qH):
-                for j in range(qW):
-                    out[n, o, i, j] = best[i * qW + j, o]
-                    indices[n, o, i, j] = winner[i * qW + j, o]
-
-
-@njit(cache=True, nogil=True)
-def relu_max_pool_2x2_grad_blocks(grad_out, indices, out, oH, oW, pH, pW, D):
-    """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of
-    its relu'd, clipped 2x2 pool (``output_transform_relu_max_pool_2x2``'s): each window's
-    gradient at its winner, 0 where relu blocked it (the pooled value 0 or less), 0
-    elsewhere (the windows never overlap). grad_out, indices, out (N, C_out, qH, qW); D
-    (16, N*T*C_out). Returns whether an index left its window (not the forward pass's):
-    then D is not the gradient."""
-    N, C_out, qH, qW = grad_out.shape
-    tH, tW = (oH + 3) // 4, (oW + 3) // 4
-    L = tH * tW * C_out
-    zero = np.zeros(1, dtype=D.dtype)[0]
-    D[:] = 0
-    for n in range(N):
-        for o in range(C_out):
-            for i in range(qH):
-                for j in range(qW):
-                    r0, r1, c0, c1 = _window(i, j, pH, pW, oH, oW)
-                    index = indices[n, o, i, j]
-                    top = (index == r0 * oW + c0) | (index == r0 * oW + c1)
-                    if not (top | (index == r1 * oW + c0) | (index == r1 * oW + c1)):
-                        return True  # (compared, not divided by oW: no division per window)
-                    h = r0 if top else r1
-                    w = c0 if index - h * oW == c0 else c1
-                    v = grad_out[n, o, i, j]
-                    v = zero if out[n, o, i, j] <= 0 else v  # relu blocked it, or not
-                    D[4 * (h % 4) + w % 4, n * L + ((h // 4) * tW + w // 4) * C_out + o] = v
-    return False

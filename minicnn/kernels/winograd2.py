@@ -6,9 +6,9 @@ C_out), plane ``4a + b`` holding entry (a, b) of every tile, each tile's channel
 side. Every butterfly then runs down a contiguous row of channels, tile after tile, so the
 compiler vectorises it, where with the channels apart (16, C, N*T) the butterflies over a
 tile row of 7 tiles read pixels two apart and ran one value at a time (the deck's conv2,
-per image, in a training step: input transform 15.5 -> 7.5 us, its adjoint 20.4 -> 10.6 us). The products
-read the same matrices the other way round, ``M[k] = V[k] @ U[k].T``, and the weight
-gradient's product needs V no longer transposed.
+per image, in a training step: input transform 15.5 -> 7.5 us, its adjoint 20.4 -> 10.6
+us). The products read the same matrices the other way round, ``M[k] = V[k] @ U[k].T``, and
+the weight gradient's product needs V no longer transposed.
 
 An image reaches the tile domain through a zero-padded copy of itself with its channels
 last and its even and odd columns apart, xpad (Hp, 2, tW + 1, C): the four columns of tile

@@ -17,8 +17,6 @@ from minicnn.kernels import fused as K
 from tests.helpers import assert_close, direct_for_any_channels, winograd_for_any_channels
 from tests.strategies import conv2d_cases, winograd_conv2d_cases
 
-BACKENDS = ["numpy", "numba"]
-
 
 @st.composite
 def fused_cases(draw):
@@ -64,14 +62,18 @@ PLANS = {
 )
 @given(case=fused_cases(), seed=st.integers(0, 2**16))
 def test_fused_equals_the_three_ops_bit_for_bit(backend, case, seed):
-    x, w, b, conv, pool = case
-    kwargs = _fused_kwargs(conv, pool)
     kernel, _, plan = backend.partition("-")  # the plan forced on the 3x3 stride-1 cases
     with use_backend(kernel), PLANS[plan]() if plan else nullcontext():
-        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-        grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
-        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
-        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
+        _fused_equals_three_ops(*case, seed)
+
+
+def _fused_equals_three_ops(x, w, b, conv, pool, seed):
+    """The fused op's out, indices and gradients equal the three ops', bit for bit."""
+    kwargs = _fused_kwargs(conv, pool)
+    out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
+    grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+    grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
+    out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
     np.testing.assert_array_equal(out, out3)
     np.testing.assert_array_equal(indices, indices3)
     for name, mine, theirs in zip(("input", "weight", "bias"), grads, grads3):
@@ -137,18 +139,9 @@ def tile_pool_cases(draw, padding=False):
 @given(data=st.data(), seed=st.integers(0, 2**16))
 def test_winograd_pooled_blocks_equal_the_three_ops_bit_for_bit(m, data, seed):
     x, w, b, conv, pool = data.draw(tile_pool_cases(padding=m == 4))
-    kwargs = _fused_kwargs(conv, pool)
     with use_backend("numba"), winograd_for_any_channels(m):
-        made = conv_plan(x, w, b, conv)
-        assert type(made).__name__ == f"Winograd{m}Plan"
-        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-        grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
-        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
-        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
-    np.testing.assert_array_equal(out, out3)
-    np.testing.assert_array_equal(indices, indices3)
-    for name, mine, theirs in zip(("input", "weight", "bias"), grads, grads3):
-        np.testing.assert_array_equal(mine, theirs, err_msg=f"gradient of {name}")
+        assert type(conv_plan(x, w, b, conv)).__name__ == f"Winograd{m}Plan"
+        _fused_equals_three_ops(x, w, b, conv, pool, seed)
 
 
 def conv_plan(x, w, b, conv_kwargs):
@@ -165,6 +158,9 @@ def conv_plan(x, w, b, conv_kwargs):
     [
         (1, "DirectPlan", {}),
         (8, "Winograd2Plan", {}),  # its pooled tiles' backward
+        (8, "Winograd4Plan", {}),  # F(4x4, 3x3)'s pooled blocks', forced
+        (8, "Winograd4Plan", dict(pool_padding=1)),
+        (8, "Winograd4Plan", dict(pool_padding=(0, 1), ceil_mode=True)),
         (3, "ConvPlan", {}),
         (3, "ConvPlan", dict(pool_padding=1)),  # the clipped windows' backward
         (3, "ConvPlan", dict(pool_padding=(0, 1), ceil_mode=True)),
@@ -173,19 +169,18 @@ def conv_plan(x, w, b, conv_kwargs):
 def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool):
     """Indices not from the forward pass (each pointing at some pixel of the plane): the
     gradient goes where they point, as the twin sends it, through each 2x2 backward (the
-    direct conv's, F(2x2, 3x3)'s, the one the other plans use, the clipped windows').
-    Everything is
-    positive, so relu passes every gradient in both."""
+    direct conv's, F(2x2, 3x3)'s tiles', F(4x4, 3x3)'s blocks', the one the other plans use,
+    the clipped windows'). Everything is positive, so relu passes every gradient in both."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # odd: some pixels in no window (no padding)
     w, b = rng.uniform(0.1, 1, (5, channels, 3, 3)), rng.uniform(0.1, 1, 5)
     kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
-    with use_backend("numba"):
+    forced = PLANS["winograd4"] if plan == "Winograd4Plan" else nullcontext
+    with use_backend("numba"), forced():
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-    foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
-    foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
-    grad = rng.standard_normal(out.shape)
-    with use_backend("numba"):
+        foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
+        foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
+        grad = rng.standard_normal(out.shape)
         made = conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1, x.dtype)
         assert type(made).__name__ == plan
         fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
@@ -231,45 +226,26 @@ def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend):
-    # a NaN wins its window and passes relu's gradient (torch's rules); infinities stay
+@pytest.mark.parametrize(
+    "backend, m, pool_padding",
+    [("numpy", None, 0), ("numba", None, 0), ("numba", 2, 0), ("numba", 4, 0), ("numba", 4, 1)],
+)
+def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend, m, pool_padding):
+    # a NaN wins its window and passes relu's gradient (torch's rules); infinities stay, but
+    # through Winograd F(m x m, 3x3), whose output transforms pool their blocks themselves,
+    # an infinity spreads as NaNs (the transforms subtract it from itself)
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 2, 6, 6))
+    C, k = (2, 1) if m is None else (8, 3)
+    x = rng.standard_normal((2, C, 6, 8))
     x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
-    w, b = rng.standard_normal((3, 2, 1, 1)), rng.standard_normal(3)
-    conv, pool = (
-        dict(stride=1, padding=0, dilation=1, groups=1),
-        dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False),
-    )
-    kwargs = _fused_kwargs(conv, pool)
-    with use_backend(backend):
-        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-        grad = rng.standard_normal(out.shape)
-        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
-        out3, indices3, grads3 = _three_ops(x, w, b, conv, pool, grad)
-    assert np.isnan(out).any()
-    np.testing.assert_array_equal(out, out3)
-    np.testing.assert_array_equal(indices, indices3)
-    for mine, theirs in zip(grads, grads3):
-        np.testing.assert_array_equal(mine, theirs)
-
-
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
-@pytest.mark.parametrize("m, pool_padding", [(2, 0), (4, 0), (4, 1)])
-def test_winograd_pooled_blocks_handle_nan_and_infinity_as_the_three_ops_do(m, pool_padding):
-    # the output transforms pool their blocks themselves: a NaN input spreads over the
-    # outputs around it, and so does an infinity (as NaNs: the transforms subtract it from
-    # itself)
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 8, 6, 8))
-    x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
-    w, b = rng.standard_normal((3, 8, 3, 3)), rng.standard_normal(3)
-    conv = dict(padding=1)
+    w, b = rng.standard_normal((3, C, k, k)), rng.standard_normal(3)
+    conv = dict(stride=1, padding=k // 2, dilation=1, groups=1)
     pool = dict(kernel_size=2, stride=None, padding=pool_padding, dilation=1, ceil_mode=False)
     kwargs = _fused_kwargs(conv, pool)
-    with use_backend("numba"), winograd_for_any_channels(m):
-        assert type(conv_plan(x, w, b, conv)).__name__ == f"Winograd{m}Plan"
+    forced = nullcontext() if m is None else winograd_for_any_channels(m)
+    with use_backend(backend), forced:
+        if m is not None:
+            assert type(conv_plan(x, w, b, conv)).__name__ == f"Winograd{m}Plan"
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = rng.standard_normal(out.shape)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)
@@ -279,26 +255,3 @@ def test_winograd_pooled_blocks_handle_nan_and_infinity_as_the_three_ops_do(m, p
     np.testing.assert_array_equal(indices, indices3)
     for mine, theirs in zip(grads, grads3):
         np.testing.assert_array_equal(mine, theirs)
-
-
-@pytest.mark.parametrize(
-    "pool", [{}, dict(pool_padding=1), dict(pool_padding=(0, 1), ceil_mode=True)]
-)
-def test_winograd4_pooled_backward_takes_indices_outside_their_windows(pool):
-    """As ``test_fused_2x2_backward_takes_indices_outside_their_windows``, through the
-    backward of F(4x4, 3x3)'s pooled blocks."""
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.1, 1, (3, 8, 9, 11))
-    w, b = rng.uniform(0.1, 1, (5, 8, 3, 3)), rng.uniform(0.1, 1, 5)
-    kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
-    with use_backend("numba"), winograd_for_any_channels(4):
-        out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-        foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
-        foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
-        grad = rng.standard_normal(out.shape)
-        assert type(conv_plan(x, w, b, dict(padding=1))).__name__ == "Winograd4Plan"
-        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
-    with use_backend("numpy"):
-        twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
-    for name, mine, expected in zip(("input", "weight", "bias"), fast, twin):
-        assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)

@@ -28,6 +28,18 @@ from minicnn.kernels import winograd2, winograd4
 from minicnn.kernels.pool import max_of_2x2, max_of_2x2_nan
 
 
+@njit(inline="always")
+def _channels_first(best, winner, out, indices, n):
+    """out[n, o, i, j], indices[n, o, i, j] = best, winner[i*pW + j, o]: an image's pooled
+    windows, kept channels last, put in place."""
+    C_out, pH, pW = out.shape[1:]
+    for o in range(C_out):
+        for i in range(pH):
+            for j in range(pW):
+                out[n, o, i, j] = best[i * pW + j, o]
+                indices[n, o, i, j] = winner[i * pW + j, o]
+
+
 @njit(cache=True, nogil=True)
 def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
     """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2, where conv is
@@ -71,11 +83,7 @@ def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
                             value, offset = zero, 0
                         best[i * pW + j, o] = value
                         winner[i * pW + j, o] = base + offset
-        for o in range(C_out):  # channels first again
-            for i in range(pH):
-                for j in range(pW):
-                    out[n, o, i, j] = best[i * pW + j, o]
-                    indices[n, o, i, j] = winner[i * pW + j, o]
+        _channels_first(best, winner, out, indices, n)
 
 
 @njit(cache=True, nogil=True)
@@ -178,11 +186,7 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
                             value, h, w = zero, r0, c0
                         best[i * qW + j, o] = value
                         winner[i * qW + j, o] = h * oW + w
-        for o in range(C_out):  # channels first again
-            for i in range(qH):
-                for j in range(qW):
-                    out[n, o, i, j] = best[i * qW + j, o]
-                    indices[n, o, i, j] = winner[i * qW + j, o]
+        _channels_first(best, winner, out, indices, n)
 
 
 @njit(cache=True, nogil=True)

@@ -51,7 +51,7 @@ def linear_backward_numpy(grad_out, x, weight, input_grad=True):
 # Below this many multiply-adds a product runs on one thread: handing half of it to another
 # costs a thread wakeup, ~25 us each way on the machine measured (a pool round trip with no
 # work took 60-75 us), and OpenBLAS ran two small products at once slower than one after the
-# other. The deck's fc, (100, 3136) @ (3136, 10), 3.1M multiply-adds: forward 300 -> 146 us
+# other. The deck's fc, (100, 3136) @ (3136, 10), 3.1M multiply-adds: forward 300 -> 160 us
 # on one thread; DeepCNN's fc1 (128M) still splits.
 MIN_SPLIT = 1 << 24
 

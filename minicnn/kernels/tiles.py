@@ -65,6 +65,26 @@ def unpad_channels_last(gpad, top, left, grad_x, n, m):
 
 
 @njit(inline="always")
+def add_tile_rows(gf, ti, tH, m, now, above):
+    """Pixel rows m*ti .. m*ti + m - 1 of a flat padded gradient gf (rows of xpad's layout)
+    from tile row ti's shares ``now`` (m + 2, L), the input transform's adjoint down the
+    columns: tiles overlap by two rows, so the first two also get tile row ti - 1's last two
+    (``above``, unused for ti = 0); the last of the tH tile rows writes its last two too."""
+    g0, g1, f0, f1 = gf[m * ti], gf[m * ti + 1], now[0], now[1]
+    if ti == 0:
+        g0[:] = f0
+        g1[:] = f1
+    else:
+        a0, a1 = above[m], above[m + 1]
+        for j in range(g0.size):  # (one row a loop: two ran scalar)
+            g0[j] = a0[j] + f0[j]
+        for j in range(g1.size):
+            g1[j] = a1[j] + f1[j]
+    for r in range(2, m if ti < tH - 1 else m + 2):
+        gf[m * ti + r] = now[r]
+
+
+@njit(inline="always")
 def place_blocks(Y, m, bias, out, n):
     """out[n, o, h, w] = Y[m*(h % m) + w % m, ((h // m)*tW + w // m)*C_out + o] + bias[o]:
     image n's outputs from its tiles' m x m blocks, cut at the output's edge."""

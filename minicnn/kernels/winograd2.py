@@ -28,7 +28,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
+from minicnn.kernels.tiles import (
+    add_tile_rows,
+    pad_channels_last,
+    place_blocks,
+    unpad_channels_last,
+)
 
 
 @njit(inline="always")
@@ -188,19 +193,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
             f0, f1, f2, f3 = now[0], now[1], now[2], now[3]
             for j in range(L):
                 f0[j], f1[j], f2[j], f3[j] = _b(r0[j], r1[j], r2[j], r3[j])
-            g0, g1 = gf[2 * ti], gf[2 * ti + 1]
-            if ti == 0:
-                g0[:] = f0
-                g1[:] = f1
-            else:
-                a2, a3 = above[2], above[3]
-                for j in range(L):
-                    g0[j] = a2[j] + f0[j]
-                for j in range(L):
-                    g1[j] = a3[j] + f1[j]
-        last = down[(tH - 1) % 2]
-        gf[2 * tH] = last[2]
-        gf[2 * tH + 1] = last[3]
+            add_tile_rows(gf, ti, tH, 2, now, above)
         unpad_channels_last(gpad, top, left, grad_x, n, 2)
 
 

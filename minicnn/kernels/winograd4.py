@@ -22,7 +22,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.tiles import pad_channels_last, place_blocks, unpad_channels_last
+from minicnn.kernels.tiles import (
+    add_tile_rows,
+    pad_channels_last,
+    place_blocks,
+    unpad_channels_last,
+)
 
 
 @njit(inline="always")
@@ -250,21 +255,7 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
             for j in range(L):
                 f0[j], f1[j], f2[j], f3[j], f4[j], f5[j] = _b(r0[j], r1[j], r2[j], r3[j], r4[j],
                                                               r5[j], two, four, five)  # fmt: skip
-            g0, g1 = gf[4 * ti], gf[4 * ti + 1]
-            if ti == 0:
-                g0[:] = f0
-                g1[:] = f1
-            else:
-                a4, a5 = above[4], above[5]
-                for j in range(L):
-                    g0[j] = a4[j] + f0[j]
-                for j in range(L):
-                    g1[j] = a5[j] + f1[j]
-            gf[4 * ti + 2] = f2
-            gf[4 * ti + 3] = f3
-        last = down[(tH - 1) % 2]
-        gf[4 * tH] = last[4]
-        gf[4 * tH + 1] = last[5]
+            add_tile_rows(gf, ti, tH, 4, now, above)
         unpad_channels_last(gpad, top, left, grad_x, n, 4)
 
 

@@ -131,6 +131,14 @@ def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=Fals
 
 
 @njit(inline="always")
+def clipped_2x2(i, pad, size):
+    """(first, last): the rows (or columns) of 2x2 window i at stride 2 with padding ``pad``
+    (0 or 1), clipped to a side of ``size``: a clipped-off tap repeats its neighbour inside,
+    which changes neither the max nor, as the first of equals wins, the winner."""
+    return max(2 * i - pad, 0), min(2 * i - pad + 1, size - 1)
+
+
+@njit(inline="always")
 def max_of_2x2(a, b, c, d, W):
     """(max, offset of the first maximum in row-major order) of the window [[a, b], [c, d]]
     of a plane W wide, for windows without NaN: selects only, no branches, so that the loop
@@ -213,9 +221,9 @@ def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
     r0s, r1s = np.empty(oH, np.int64), np.empty(oH, np.int64)  # each window's two rows
     c0s, c1s = np.empty(oW, np.int64), np.empty(oW, np.int64)  # and columns, clipped
     for i in range(oH):
-        r0s[i], r1s[i] = max(2 * i - pH, 0), min(2 * i - pH + 1, H - 1)
+        r0s[i], r1s[i] = clipped_2x2(i, pH, H)
     for j in range(oW):
-        c0s[j], c1s[j] = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)
+        c0s[j], c1s[j] = clipped_2x2(j, pW, W)
     for n in range(N):
         for c in range(C):
             plane = x[n, c]

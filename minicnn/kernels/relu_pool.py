@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.pool import clipped_2x2
+
 
 @njit(cache=True, nogil=True)
 def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
@@ -65,10 +67,11 @@ def _unpool_clipped(grad, indices, values, pH, pW, H, W, plane):
     oH, oW = grad.shape
     stray = False
     for i in range(oH):
-        r0, r1 = max(2 * i - pH, 0) * W, min(2 * i - pH + 1, H - 1) * W  # the window's rows
+        r0, r1 = clipped_2x2(i, pH, H)  # the window's rows
+        r0, r1 = r0 * W, r1 * W
         for j in range(oW):
             index = indices[i, j]
-            c0, c1 = max(2 * j - pW, 0), min(2 * j - pW + 1, W - 1)  # and columns
+            c0, c1 = clipped_2x2(j, pW, W)  # and columns
             # one of its (up to) four pixels? (compared, not divided by W: twice as fast)
             if index != r0 + c0 and index != r0 + c1 and index != r1 + c0 and index != r1 + c1:
                 stray = True

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from minicnn.kernels import winograd2, winograd4
-from minicnn.kernels.pool import max_of_2x2, max_of_2x2_nan
+from minicnn.kernels.pool import clipped_2x2, max_of_2x2, max_of_2x2_nan
 
 
 @njit(inline="always")
@@ -128,10 +128,8 @@ def _pixel(Y, h, w, tW, C_out):
 @njit(inline="always")
 def _window(i, j, pH, pW, oH, oW):
     """(r0, r1, c0, c1): the rows and columns of 2x2 window (i, j) at stride 2 with padding
-    (pH, pW), clipped to the (oH, oW) plane (a clipped-off tap repeats its neighbour, as
-    ``pool.max_pool2d_2x2_clipped_kernel`` reads it)."""
-    r0, c0 = max(2 * i - pH, 0), max(2 * j - pW, 0)
-    return r0, min(2 * i - pH + 1, oH - 1), c0, min(2 * j - pW + 1, oW - 1)
+    (pH, pW), clipped to the (oH, oW) plane (``pool.clipped_2x2``)."""
+    return (*clipped_2x2(i, pH, oH), *clipped_2x2(j, pW, oW))
 
 
 @njit(cache=True, nogil=True)

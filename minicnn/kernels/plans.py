@@ -247,6 +247,18 @@ class WinogradPlan(ConvPlan):
             np.matmul(dM, self.U, out=V)  # the tiles' gradient, (planes, b*T, C), over V
             self.kernels.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
 
+    def _pooled_backward(self, strays, D, grad_out, indices, out, pads, x, grad_u, grad_b,
+                         grad_x):  # fmt: skip
+        """``backward`` from a relu'd 2x2 pool's gradient (padding ``pads``), whose blocks' D
+        the kind's pooled kernel has built, unless ``strays``: an index left its window (not
+        the forward pass's), and the general rule gives the conv output's gradient instead."""
+        if strays:
+            g = parallel.scratch("conv_grad", (x.shape[0], self.C_out, self.oH, self.oW),
+                                 self.dtype)  # fmt: skip
+            relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, *pads, g)
+            tiles.output_grad_blocks(g, D)
+        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
+
     @functools.cached_property
     def U_t(self):
         """The transformed filters, transposed: (planes, C, C_out)."""
@@ -273,19 +285,16 @@ class Winograd2Plan(WinogradPlan):
     def relu_max_pool_2x2(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out and
         indices (b, C_out, pH, pW)."""
-        tile_pool.relu_max_pool_tiles(self._products(x), self.bias_vector,
-                                                     self.oH, self.oW, out, indices)  # fmt: skip
+        M = self._products(x)  # (16, b*T, C_out)
+        tile_pool.relu_max_pool_tiles(M, self.bias_vector, self.oH, self.oW, out, indices)
 
     def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
         """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
-        b, oH, oW = x.shape[0], self.oH, self.oW
         D = self._scratch(*x.shape[:2])[3]
-        if tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
-            # an index left its window: the general rule gives the conv output's gradient
-            g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
-            relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, 0, 0, g)
-            tiles.output_grad_blocks(g, D)
-        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
+        strays = tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, self.oH,
+                                                        self.oW, D)  # fmt: skip
+        self._pooled_backward(strays, D, grad_out, indices, out, (0, 0), x, grad_u, grad_b,
+                              grad_x)  # fmt: skip
 
 
 class Winograd4Plan(WinogradPlan):
@@ -300,21 +309,18 @@ class Winograd4Plan(WinogradPlan):
         """out, indices = max_pool2d(relu(conv2d(x)), 2, padding=(pH, pW)) for a chunk: x
         (b, C, H, W), out and indices (b, C_out, qH, qW), pooled from the tiles' blocks."""
         M = self._products(x)  # (36, b*T, C_out)
-        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH,
-                                                     pW, out, indices)  # fmt: skip
+        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH, pW, out,
+                                       indices)  # fmt: skip
 
     def relu_max_pool_clipped_2x2_backward(self, grad_out, indices, out, pH, pW, x, grad_u,
                                            grad_b, grad_x):  # fmt: skip
         """``backward`` for ``relu_max_pool_clipped_2x2``, from the pooled gradient of a
         chunk."""
-        (b, C), oH, oW = x.shape[:2], self.oH, self.oW
-        D = self._scratch(b, C)[3]
-        if tile_pool.relu_max_pool_blocks_backward(grad_out, indices, out, oH, oW, pH, pW, D):
-            # an index left its window: the general rule gives the conv output's gradient
-            g = parallel.scratch("conv_grad", (b, self.C_out, oH, oW), self.dtype)
-            relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, pH, pW, g)
-            tiles.output_grad_blocks(g, D)
-        self._backward_blocks(D, x, grad_u, grad_b, grad_x)
+        D = self._scratch(*x.shape[:2])[3]
+        strays = tile_pool.relu_max_pool_blocks_backward(grad_out, indices, out, self.oH,
+                                                         self.oW, pH, pW, D)  # fmt: skip
+        self._pooled_backward(strays, D, grad_out, indices, out, (pH, pW), x, grad_u, grad_b,
+                              grad_x)  # fmt: skip
 
 
 class DirectPlan(ConvPlan):

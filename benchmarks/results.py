@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def machine() -> str:
         import torch
 
         versions += f", torch {torch.__version__}"
+        if torch.cuda.is_available():
+            versions += f"; GPU {torch.cuda.get_device_name()}"
     except ImportError:
         pass
     return f"{cpu}, {os.cpu_count()} cores; {versions}"
@@ -59,12 +62,23 @@ def run(model: str, engine: str, args: argparse.Namespace, logs: Path) -> dict:
     result = train(config)
     wall = time.perf_counter() - start
     train_seconds = sum(result.seconds)
-    return {"model": model, "engine": engine, "accuracy": result.accuracy,
+    device = "cpu"
+    if engine == "torch":
+        from reference.engine import resolve_device
+
+        device = resolve_device(args.device).type
+    return {"model": model, "engine": engine, "device": device, "accuracy": result.accuracy,
             "deck_accuracy": result.deck_accuracy, "wall_s": wall,
             "train_s": train_seconds,
             "images_per_s": sum(r * s for r, s in zip(result.images_per_s, result.seconds))
             / train_seconds,
             "final_cost": result.costs[-1]}  # fmt: skip
+
+
+def engine(row: dict) -> str:
+    """The engine's name, with the device when it is a GPU."""
+    device = row.get("device", "cpu")
+    return row["engine"] if device == "cpu" else f"{row['engine']} ({device})"
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
@@ -75,7 +89,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['engine']} | {r['accuracy']:.4f} | {r['deck_accuracy']:.4f} | "
+            f"| {r['model']} | {engine(r)} | {r['accuracy']:.4f} | {r['deck_accuracy']:.4f} | "
             f"{DECK[r['model']]:.4f} | {r['train_s'] / 60:.1f} min | {r['images_per_s']:,.0f} | "
             f"{r['final_cost']:.9f} |"
         )
@@ -113,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
                 rows.sort(key=lambda r: (r["model"] != "cnn", r["engine"] != "minicnn"))
                 summary.write_text(json.dumps(rows, indent=2) + "\n")
-    command = "python -m benchmarks.results --data-dir ../shared/data/mnist"
+    argv = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python -m benchmarks.results", *(a for a in argv if a != "--render-only")])
     text = (
         f"# Results: the deck's runs, both models, both engines\n\n"
         f"{args.epochs} epochs, Adam (lr 0.001), batch 100, seed 777, the deck's models; "

@@ -80,16 +80,29 @@ OPTIMIZERS = {
 _RUNS: dict = {}
 
 
-def _train_both(kind, optimizer, dtype, batches, steps):
-    """Train both engines side by side; a run is computed once per module and shared."""
-    key = (kind, optimizer, np.dtype(dtype).name, id(batches[0]), steps)
+def _train_both(kind, optimizer, dtype, batches, steps, nudge=None):
+    """Train both engines side by side; a run is computed once per module and shared.
+    ``nudge``: torch starts from weights ``_nudge``d with this seed."""
+    key = (kind, optimizer, np.dtype(dtype).name, id(batches[0]), steps, nudge)
     if key not in _RUNS:
-        _RUNS[key] = _run(kind, optimizer, dtype, batches, steps)
+        _RUNS[key] = _run(kind, optimizer, dtype, batches, steps, nudge)
     return _RUNS[key]
 
 
-def _run(kind, optimizer, dtype, batches, steps):
+def _nudge(model: torch.nn.Module, seed: int) -> None:
+    """Moves a random half of the weights one unit in the last place up: noise of the size
+    rounding makes, which 100 Adam steps amplify as they do every engine's rounding."""
+    rng = np.random.default_rng(seed)
+    for param in model.parameters():
+        weights = param.detach().numpy()  # a view: written in place
+        up = rng.random(weights.shape) < 0.5
+        weights[up] = np.nextafter(weights[up], np.inf)
+
+
+def _run(kind, optimizer, dtype, batches, steps, nudge=None):
     ours, theirs = _twins(kind, dtype)
+    if nudge is not None:
+        _nudge(theirs, nudge)
     ours_cls, torch_cls, kwargs = OPTIMIZERS[optimizer]
     opt = ours_cls(ours.parameters(), **kwargs)
     opt_t = torch_cls(theirs.parameters(), **kwargs)
@@ -179,6 +192,14 @@ def test_100_adam_steps_in_float32_are_as_accurate_as_torchs(kind, mnist_batches
     noise pushed furthest. Measured on the CNN after 100 steps, layer2.0.weight: one entry
     13x its tensor's 99th percentile; two float32 runs that differ only in the first conv's
     rounding gave it 3.8e-2 and 9.4e-2 (torch 3.0e-2), at RMS 1.5e-3 and 1.8e-3 (torch 1.2e-3).
+
+    One float32 run's distance is a lucky or unlucky draw, so torch's yardstick is three runs:
+    its own and two from weights ``_nudge``d by one unit in the last place. Measured (CNN,
+    DeepCNN): on this project's 2-core EPYC torch 2.5e-3 and 3.2e-2, nudged 2.0e-3/1.2e-3
+    and 2.9e-2/2.9e-2, minicnn 0.5e-3 to 1.9e-3 and 2.5e-2 to 3.6e-2 on 1, 2 or 16 threads;
+    on a 16-core Xeon torch on 16 threads drew 2.1e-6 and 7.9e-3 (on 2 threads the CNN
+    1.8e-3), nudged 1.9e-3/1.2e-3 and 3.0e-2/3.2e-2, minicnn 1.8e-3 and 3.4e-2: against
+    torch's single run alone that machine failed both models.
     """
     ours, theirs, costs, costs_t = _train_both(kind, "adam", np.float32, mnist_batches, 100)
     truth, _, costs_64, _ = _train_both(kind, "adam", np.float64, mnist_batches, 100)
@@ -193,8 +214,11 @@ def test_100_adam_steps_in_float32_are_as_accurate_as_torchs(kind, mnist_batches
 
     exact = truth.state_dict()
     ours_error = distance(ours.state_dict(), exact)
-    torch_error = distance({k: v.numpy() for k, v in theirs.state_dict().items()}, exact)
-    assert ours_error <= max(1e-4, 2 * torch_error), (ours_error, torch_error)
+    nudged = [_train_both(kind, "adam", np.float32, mnist_batches, 100, nudge=seed)[1]
+              for seed in (1, 2)]  # fmt: skip
+    torch_errors = [distance({k: v.numpy() for k, v in run.state_dict().items()}, exact)
+                    for run in [theirs, *nudged]]  # fmt: skip
+    assert ours_error <= max(1e-4, 2 * max(torch_errors)), (ours_error, torch_errors)
 
 
 @pytest.mark.parametrize("optimizer", [k for k in OPTIMIZERS if k != "adam"])

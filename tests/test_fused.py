@@ -157,6 +157,7 @@ def conv_plan(x, w, b, conv_kwargs):
     "channels, plan, pool",
     [
         (1, "DirectPlan", {}),
+        (1, "DirectPlan", dict(size=(8, 10))),  # even: its windows' phases, flat
         (8, "Winograd2Plan", {}),  # its pooled tiles' backward
         (8, "Winograd4Plan", {}),  # F(4x4, 3x3)'s pooled blocks', forced
         (8, "Winograd4Plan", dict(pool_padding=1)),
@@ -166,28 +167,36 @@ def conv_plan(x, w, b, conv_kwargs):
         (3, "ConvPlan", dict(pool_padding=(0, 1), ceil_mode=True)),
     ],
 )
-def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool):
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool,
+                                                                input_grad):  # fmt: skip
     """Indices not from the forward pass (each pointing at some pixel of the plane): the
     gradient goes where they point, as the twin sends it, through each 2x2 backward (the
     direct conv's, F(2x2, 3x3)'s tiles', F(4x4, 3x3)'s blocks', the one the other plans use,
-    the clipped windows'). Everything is positive, so relu passes every gradient in both."""
+    the clipped windows'), with the input's gradient and without (the direct conv then
+    finds the strays by itself). Everything is positive, so relu passes every gradient."""
     rng = np.random.default_rng(0)
-    x = rng.uniform(0.1, 1, (3, channels, 9, 11))  # odd: some pixels in no window (no padding)
+    pool = dict(pool)
+    H, W = pool.pop("size", (9, 11))  # odd: some pixels in no window (no padding)
+    x = rng.uniform(0.1, 1, (3, channels, H, W))
     w, b = rng.uniform(0.1, 1, (5, channels, 3, 3)), rng.uniform(0.1, 1, 5)
     kwargs = dict(padding=1, kernel_size=2, pool_stride=2, **pool)
     forced = PLANS["winograd4"] if plan == "Winograd4Plan" else nullcontext
     with use_backend("numba"), forced():
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
-        foreign = rng.integers(0, 9 * 11, indices.shape)  # (3, 5, pH, pW)
+        foreign = rng.integers(0, H * W, indices.shape)  # (3, 5, pH, pW)
         foreign[0, 1:3] = indices[0, 1:3]  # some planes keep their own
         grad = rng.standard_normal(out.shape)
         made = conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1, x.dtype)
         assert type(made).__name__ == plan
-        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs,
+                                                 output_mask=(input_grad, True, True))  # fmt: skip
     with use_backend("numpy"):
         twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
+    assert (fast[0] is None) == (not input_grad)
     for name, mine, expected in zip(("input", "weight", "bias"), fast, twin):
-        assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)
+        if mine is not None:
+            assert_close(mine, expected, f"gradient of {name}", tolerance=1e-13)
 
 
 @pytest.mark.parametrize("model_name", ["CNN", "DeepCNN"])
@@ -228,24 +237,28 @@ def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
 @pytest.mark.parametrize(
     "backend, m, pool_padding",
-    [("numpy", None, 0), ("numba", None, 0), ("numba", 2, 0), ("numba", 4, 0), ("numba", 4, 1)],
-)
+    [("numpy", None, 0), ("numba", None, 0), ("numba", "direct", 0), ("numba", 2, 0),
+     ("numba", 4, 0), ("numba", 4, 1)],
+)  # fmt: skip
 def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend, m, pool_padding):
     # a NaN wins its window and passes relu's gradient (torch's rules); infinities stay, but
     # through Winograd F(m x m, 3x3), whose output transforms pool their blocks themselves,
-    # an infinity spreads as NaNs (the transforms subtract it from itself)
+    # an infinity spreads as NaNs (the transforms subtract it from itself). "direct": the
+    # first layer's 3x3 conv of one channel, computed and pooled phase by phase
     rng = np.random.default_rng(9)
-    C, k = (2, 1) if m is None else (8, 3)
+    C, k = {None: (2, 1), "direct": (1, 3)}.get(m, (8, 3))
     x = rng.standard_normal((2, C, 6, 8))
-    x[0, 0, 1, 1], x[0, 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
+    x[0, 0, 1, 1], x[0, C - 1, 4, 2], x[1, 0, 0, 5] = np.nan, np.inf, -np.inf
+    x[1, 0, 3, 4] = np.nan  # reaching its windows after their first pixel (a 3x3 conv)
     w, b = rng.standard_normal((3, C, k, k)), rng.standard_normal(3)
     conv = dict(stride=1, padding=k // 2, dilation=1, groups=1)
     pool = dict(kernel_size=2, stride=None, padding=pool_padding, dilation=1, ceil_mode=False)
     kwargs = _fused_kwargs(conv, pool)
-    forced = nullcontext() if m is None else winograd_for_any_channels(m)
+    forced = winograd_for_any_channels(m) if isinstance(m, int) else nullcontext()
     with use_backend(backend), forced:
         if m is not None:
-            assert type(conv_plan(x, w, b, conv)).__name__ == f"Winograd{m}Plan"
+            kind = "DirectPlan" if m == "direct" else f"Winograd{m}Plan"
+            assert type(conv_plan(x, w, b, conv)).__name__ == kind
         out, indices = F.conv2d_relu_max_pool2d(x, w, b, **kwargs)
         grad = rng.standard_normal(out.shape)
         grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs)

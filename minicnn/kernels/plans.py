@@ -327,7 +327,8 @@ class DirectPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d of few input channels (one: the deck's first layer)
     computed directly (``minicnn.kernels.direct``): per image, over the zero-padded planes
     laid out flat, two output planes at a time. Its fused form pools each plane as it is
-    made (``relu_max_pool_2x2``), and builds each plane's gradient from the pooled one."""
+    made (``relu_max_pool_2x2``), and builds each plane's gradient phases from the pooled
+    gradient (see ``minicnn.kernels.direct``)."""
 
     pools_2x2 = True
 
@@ -344,10 +345,14 @@ class DirectPlan(ConvPlan):
         self.xpad_shape = (weight.shape[1], self.oH + 3, self.Wp)  # see conv3x3_forward
 
     def _scratch(self):
-        """(xpad, planes): the padded input planes and two output planes, per thread."""
+        """(xpad, planes, P, Y), per thread: the padded input planes, two output planes, and
+        the input's phases and two output planes' phases (``direct.conv3x3_forward``)."""
         xpad = parallel.scratch("pad", self.xpad_shape, self.dtype)
         planes = parallel.scratch("planes", (2, self.oH * self.Wp), self.dtype)
-        return xpad, planes
+        hH, hW = (self.oH + 1) // 2, (self.oW + 1) // 2  # the phases' rows and columns
+        P = parallel.scratch("phases", (self.xpad_shape[0], 2, 2, 2, (hH + 1) * hW), self.dtype)
+        Y = parallel.scratch("plane_phases", (2, 4, hH * hW), self.dtype)
+        return xpad, planes, P, Y
 
     def forward(self, x, out) -> None:
         self.relu_max_pool_2x2(x, out, np.empty((0, 0, 0, 0), np.int64))
@@ -367,13 +372,13 @@ class DirectPlan(ConvPlan):
         """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk (or,
         with ``indices`` empty, ``backward`` itself: see ``direct.conv3x3_backward``)."""
         top, left = self.padding[0], self.padding[2]
-        xpad, _ = self._scratch()
+        xpad, _, P, G = self._scratch()  # G: the two planes' gradients' phases
         gext = parallel.scratch("grad_planes", (2, (self.oH + 5) * self.Wp + 2), self.dtype)
         gpad = parallel.scratch("grad_pad", self.xpad_shape if grad_x is not None else (0, 0, 0),
                                 self.dtype)  # fmt: skip
         grad_x = np.empty((0, 0, 0, 0), self.dtype) if grad_x is None else grad_x
-        direct.conv3x3_backward(grad_out, indices, out, x, self.weight2, top, left, xpad, gext,
-                                grad_w, grad_b, gpad, grad_x)  # fmt: skip
+        direct.conv3x3_backward(grad_out, indices, out, x, self.weight2, top, left, xpad, P, G,
+                                gext, grad_w, grad_b, gpad, grad_x)  # fmt: skip
 
     @property
     def grad_w_shape(self) -> tuple[int, ...]:

@@ -192,6 +192,31 @@ def max_pool_row_2x2(top, bottom, W, base, out, indices, relu):
             indices[j] = base + 2 * j + k
 
 
+@njit(inline="always")
+def max_pool_phases_2x2(a, b, c, d, origin, W, out, indices, relu):
+    """``max_pool_row_2x2`` for windows laid out flat: window m is [[a[m], b[m]], [c[m],
+    d[m]]] of a plane W wide, its first pixel at origin[m]; out[m], indices[m] its max and
+    winner. One loop over all the windows, so that it vectorises (a row of a small plane's
+    windows is too short to)."""
+    nan = False
+    for m in range(out.size):
+        am, bm, cm, dm = a[m], b[m], c[m], d[m]
+        nan |= (am != am) | (bm != bm) | (cm != cm) | (dm != dm)
+        best, k = max_of_2x2(am, bm, cm, dm, W)
+        if relu:  # see max_pool2d_kernel
+            k = k if best > 0 else 0
+            best = best if best > 0 else 0.0
+        out[m] = best
+        indices[m] = origin[m] + k
+    if nan:
+        for m in range(out.size):
+            best, k = max_of_2x2_nan(a[m], b[m], c[m], d[m], W)
+            if relu and not (best > 0 or best != best):
+                best, k = 0.0, 0
+            out[m] = best
+            indices[m] = origin[m] + k
+
+
 @njit(cache=True, nogil=True)
 def max_pool2d_2x2_kernel(x, out, indices, relu=False):
     """``max_pool2d_kernel`` for kernel 2, stride 2, no padding, no dilation and every window

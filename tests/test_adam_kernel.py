@@ -37,3 +37,21 @@ def test_fused_adam_is_the_twin_bit_for_bit(dtype, amsgrad, maximize, decoupled,
     for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), twin,
                           fast):  # fmt: skip
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinity on purpose
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_adam_through_its_vectorised_loop_is_the_twin_bit_for_bit(dtype):
+    """torch's default Adam (the deck's) runs a loop of its own (``adam._plain_adam``)."""
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(40_000).astype(dtype) for _ in range(4)]
+    arrays[1][:5] = [np.nan, np.inf, -np.inf, 0, 0]
+    arrays[3] = np.abs(arrays[3])
+    twin, fast = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    kwargs = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                  decoupled_weight_decay=False, maximize=False)  # fmt: skip
+    for step in (1.0, 2.0, 3.0):
+        adam_update(*twin, None, step, **kwargs)
+        adam_update_numba(*fast, None, step, **kwargs)
+    for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq"), twin, fast):
+        np.testing.assert_array_equal(a, b, err_msg=name)

@@ -126,12 +126,18 @@ def test_eval_of_the_checkpoint_gives_the_same_accuracy(smoke, mnist_dir):
     assert "raw 0-255 pixels" in evaluated
 
 
+def train_with_torch(device: str, mnist_dir, path) -> tuple[int, str, str]:
+    """``minicnn train --engine torch`` for one epoch of 1,000 images, tested on 500, saved
+    to ``path``: its exit code, stdout and stderr."""
+    return run(["train", "--engine", "torch", "--device", device, "--epochs", "1",
+                "--train-limit", "1000", "--test-limit", "500", "--data-dir", str(mnist_dir),
+                "--save", str(path), "--progress", "none"])  # fmt: skip
+
+
 def test_torch_engine_trains_from_the_same_command_and_loads_into_minicnn(mnist_dir, tmp_path):
     pytest.importorskip("torch")
     path = tmp_path / "torch.safetensors"
-    code, out, err = run(["train", "--engine", "torch", "--device", "cpu", "--epochs", "1",
-                          "--train-limit", "1000", "--test-limit", "500", "--data-dir",
-                          str(mnist_dir), "--save", str(path), "--progress", "none"])  # fmt: skip
+    code, out, err = train_with_torch("cpu", mnist_dir, path)
     assert code == 0, err
     assert "with torch on cpu" in out and EPOCH_LINE.search(out), out
     checkpoint = load_checkpoint(path)

@@ -19,7 +19,7 @@ from minicnn.data import load_mnist
 from minicnn.engine import accuracy
 from minicnn.models import MODELS
 from minicnn.train import train
-from tests.test_cli import EPOCH_LINE, accuracy_in, run
+from tests.test_cli import EPOCH_LINE, accuracy_in, train_with_torch
 from tests.test_resume import config, quiet
 
 torch = pytest.importorskip("torch")
@@ -45,9 +45,7 @@ def test_reference_on_cuda_matches_minicnn_in_float64(name):
 
 def test_train_on_cuda_writes_a_checkpoint_that_loads_on_the_cpu(mnist_dir, tmp_path):
     path = tmp_path / "cuda.safetensors"
-    code, out, err = run(["train", "--engine", "torch", "--device", "cuda", "--epochs", "1",
-                          "--train-limit", "1000", "--test-limit", "500", "--data-dir",
-                          str(mnist_dir), "--save", str(path), "--progress", "none"])  # fmt: skip
+    code, out, err = train_with_torch("cuda", mnist_dir, path)
     assert code == 0, err
     assert "with torch on cuda" in out and EPOCH_LINE.search(out), out
     checkpoint = load_checkpoint(path)

@@ -167,6 +167,26 @@ def max_of_2x2_nan(a, b, c, d, W):
 
 
 @njit(inline="always")
+def _relu_max_2x2(a, b, c, d, W, relu):
+    """``max_of_2x2``, relu'd when ``relu`` (see max_pool2d_kernel: a window of values 0 or
+    less pools to 0 at its first pixel)."""
+    best, k = max_of_2x2(a, b, c, d, W)
+    if relu:
+        k = k if best > 0 else 0
+        best = best if best > 0 else 0.0
+    return best, k
+
+
+@njit(inline="always")
+def _relu_max_2x2_nan(a, b, c, d, W, relu):
+    """``max_of_2x2_nan``, relu'd when ``relu`` (a NaN passes relu)."""
+    best, k = max_of_2x2_nan(a, b, c, d, W)
+    if relu and not (best > 0 or best != best):
+        best, k = 0.0, 0
+    return best, k
+
+
+@njit(inline="always")
 def max_pool_row_2x2(top, bottom, W, base, out, indices, relu):
     """One row of 2x2 windows over the rows ``top`` and ``bottom`` (row ``base // W`` of a
     plane W wide, and the next): out[j], indices[j] for window j. The row is first pooled by
@@ -175,20 +195,12 @@ def max_pool_row_2x2(top, bottom, W, base, out, indices, relu):
     for j in range(out.size):
         a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
         nan |= (a != a) | (b != b) | (c != c) | (d != d)
-        best, k = max_of_2x2(a, b, c, d, W)
-        if relu:  # see max_pool2d_kernel
-            k = k if best > 0 else 0
-            best = best if best > 0 else 0.0
-        out[j] = best
+        out[j], k = _relu_max_2x2(a, b, c, d, W, relu)
         indices[j] = base + 2 * j + k
     if nan:
         for j in range(out.size):
-            best, k = max_of_2x2_nan(
-                top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1], W
-            )
-            if relu and not (best > 0 or best != best):
-                best, k = 0.0, 0
-            out[j] = best
+            a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+            out[j], k = _relu_max_2x2_nan(a, b, c, d, W, relu)
             indices[j] = base + 2 * j + k
 
 
@@ -202,18 +214,11 @@ def max_pool_phases_2x2(a, b, c, d, origin, W, out, indices, relu):
     for m in range(out.size):
         am, bm, cm, dm = a[m], b[m], c[m], d[m]
         nan |= (am != am) | (bm != bm) | (cm != cm) | (dm != dm)
-        best, k = max_of_2x2(am, bm, cm, dm, W)
-        if relu:  # see max_pool2d_kernel
-            k = k if best > 0 else 0
-            best = best if best > 0 else 0.0
-        out[m] = best
+        out[m], k = _relu_max_2x2(am, bm, cm, dm, W, relu)
         indices[m] = origin[m] + k
     if nan:
         for m in range(out.size):
-            best, k = max_of_2x2_nan(a[m], b[m], c[m], d[m], W)
-            if relu and not (best > 0 or best != best):
-                best, k = 0.0, 0
-            out[m] = best
+            out[m], k = _relu_max_2x2_nan(a[m], b[m], c[m], d[m], W, relu)
             indices[m] = origin[m] + k
 
 

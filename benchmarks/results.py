@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         f"runs separate within a few hundred steps, so their final accuracies differ by about "
         f"as much as two seeds of one engine do ([seeds.md](seeds.md) measures that spread). "
         f"DeepCNN's dropout masks come from each engine's own generator.\n\n"
-        f"Machine: {machine()}. Measured {datetime.date.today().isoformat()}; runs one after "
-        f"another in one process, default threads.\n\n"
+        f"Machine: {machine()}. Written {datetime.date.today().isoformat()}; each (model, "
+        f"engine) row is kept from its last run (`--models`, `--engines` rerun some), the "
+        f"runs one after another in one process, default threads.\n\n"
         f"Regenerate with `{command}`; per-epoch logs are in `{logs.as_posix()}/`.\n"
     )
     out.write_text(text)

@@ -196,10 +196,11 @@ def test_100_adam_steps_in_float32_are_as_accurate_as_torchs(kind, mnist_batches
     One float32 run's distance is a lucky or unlucky draw, so torch's yardstick is three runs:
     its own and two from weights ``_nudge``d by one unit in the last place. Measured (CNN,
     DeepCNN): on this project's 2-core EPYC torch 2.5e-3 and 3.2e-2, nudged 2.0e-3/1.2e-3
-    and 2.9e-2/2.9e-2, minicnn 0.5e-3 to 1.9e-3 and 2.5e-2 to 3.6e-2 on 1, 2 or 16 threads;
+    and 2.9e-2/2.9e-2, minicnn 0.5e-3 to 2.3e-3 and 2.6e-2 to 3.9e-2 on 1, 2 or 16 threads;
     on a 16-core Xeon torch on 16 threads drew 2.1e-6 and 7.9e-3 (on 2 threads the CNN
-    1.8e-3), nudged 1.9e-3/1.2e-3 and 3.0e-2/3.2e-2, minicnn 1.8e-3 and 3.4e-2: against
-    torch's single run alone that machine failed both models.
+    1.8e-3), nudged 1.9e-3/1.2e-3 and 3.0e-2/3.2e-2, minicnn 1.8e-3 and 3.4e-2 (before its
+    first block summed its weight gradient by phases): against torch's single run alone that
+    machine failed both models.
     """
     ours, theirs, costs, costs_t = _train_both(kind, "adam", np.float32, mnist_batches, 100)
     truth, _, costs_64, _ = _train_both(kind, "adam", np.float64, mnist_batches, 100)

@@ -319,11 +319,10 @@ def conv3x3_forward(x, weight, bias, top, left, xpad, planes, P, Y, out, indices
                 for k in range(4):
                     _two_phase_planes(P, weight, bias, o, k // 2, k % 2, pW, Y[0, k], Y[1, k])
                 for k in range(min(2, C_out - o)):
-                    S = pH * pW
                     y = Y[k]
                     max_pool_phases_2x2(y[0], y[1], y[2], y[3], origin, oW,
-                                        out[n, o + k].reshape(S),
-                                        indices[n, o + k].reshape(S), True)  # fmt: skip
+                                        out[n, o + k].reshape(origin.size),
+                                        indices[n, o + k].reshape(origin.size), True)  # fmt: skip
             continue
         for o in range(0, C_out, 2):
             _two_planes(flat, weight, bias, o, Wp, planes[0], planes[1])

@@ -21,7 +21,7 @@ def _plain_adam(param, grad, exp_avg, exp_avg_sq, lerp_weight, beta2, one_minus_
                 bias_correction2_sqrt, eps, neg_step_size):  # fmt: skip
     """``adam_kernel``'s loop for torch's default Adam (the deck's): no weight decay, no
     amsgrad, no maximize, beta1 above 0.5. The same arithmetic; without the options'
-    branches the compiler vectorises it (the deck's fc1.weight: 3.6 -> 0.5 ns an element)."""
+    branches the compiler vectorises it (DeepCNN's fc1.weight: 3.6 -> 0.5 ns an element)."""
     for k in range(param.size):
         g = grad[k]
         m = exp_avg[k]

@@ -222,6 +222,16 @@ def _grad_phases(g, hW, G):
 
 
 @njit(inline="always")
+def _window_origins(pH, pW, W):
+    """(pH * pW,) the first pixel of each 2x2, stride-2 window of a plane W wide, window by
+    window, as the pooled plane lays them out (pH 0: none)."""
+    origin = np.empty(pH * pW, dtype=np.int64)
+    for m in range(origin.size):
+        origin[m] = 2 * (m // pW) * W + 2 * (m % pW)
+    return origin
+
+
+@njit(inline="always")
 def _winners(g, idx, origin, values, target, zero, dst):
     """dst[m] = g[m] where window m's winner is ``target`` pixels past its origin and relu
     let it through (its pooled value not 0 or less), else 0; returns how many windows won
@@ -308,9 +318,7 @@ def conv3x3_forward(x, weight, bias, top, left, xpad, planes, P, Y, out, indices
     pooled = indices.size > 0
     pH, pW = out.shape[2:]
     phases = pooled and 2 * pH == oH and 2 * pW == oW
-    origin = np.empty(pH * pW if phases else 0, dtype=np.int64)  # each window's first pixel
-    for m in range(origin.size):
-        origin[m] = 2 * (m // pW) * oW + 2 * (m % pW)
+    origin = _window_origins(pH if phases else 0, pW, oW)
     for n in range(N):
         pad_image(x, n, top, left, xpad)
         if phases:
@@ -417,9 +425,7 @@ def conv3x3_backward(grad, indices, out, x, weight, top, left, xpad, P, G, gext,
     dense = gpad.size > 0  # the input gradient needs each plane's gradient in place
     one = np.empty((1, 1, oH, oW), dtype=x.dtype)  # a stray pooled plane's gradient
     pH, pW = grad.shape[2:]
-    origin = np.empty(pH * pW if pooled else 0, dtype=np.int64)  # each window's first pixel
-    for m in range(origin.size):
-        origin[m] = 2 * (m // pW) * oW + 2 * (m % pW)
+    origin = _window_origins(pH if pooled else 0, pW, oW)
     gext[:] = 0
     G[:] = 0
     for n in range(N):

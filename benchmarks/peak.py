@@ -55,7 +55,7 @@ def _steps(engine: str, model_name: str, threads: int | None):
     if engine == "minicnn-numba":
         import minicnn
         from minicnn import nn, optim
-        from minicnn.kernels.threads import set_num_threads
+        from minicnn.kernels.runtime.threads import set_num_threads
         from minicnn.models import MODELS
 
         if threads:

@@ -13,11 +13,11 @@ LAYER_ROUNDS = 3  # per-layer timings alternate between the engines this many ti
 
 def set_threads(minicnn_threads: int, torch_threads: int | None, blas: int = 1) -> dict:
     """minicnn: its kernels on ``minicnn_threads``, NumPy's BLAS on ``blas`` (1, as minicnn
-    sets it: see ``minicnn.kernels.threads``); torch on ``torch_threads`` (None: as it is).
+    sets it: see ``minicnn.kernels.runtime.threads``); torch on ``torch_threads`` (None: as it is).
     Returns the settings now in force."""
     import torch
 
-    from minicnn.kernels.threads import set_blas_threads, set_num_threads
+    from minicnn.kernels.runtime.threads import set_blas_threads, set_num_threads
 
     set_num_threads(minicnn_threads)
     set_blas_threads(blas)

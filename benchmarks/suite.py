@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="threads of NumPy's BLAS under minicnn (default: 1, what "
-        "minicnn.kernels.threads.set_num_threads sets)",
+        "minicnn.kernels.runtime.threads.set_num_threads sets)",
     )
     add("--thread-counts", nargs="+", type=int, default=[1, 2], help="for the scaling part")
     add("--scaling-batches", nargs="+", type=int, help="default: 32 100 256 (quick: 100)")

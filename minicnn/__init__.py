@@ -11,7 +11,7 @@ from minicnn import functional, init, kernels, nn, optim
 from minicnn.kernels import get_backend, set_backend, use_backend
 from minicnn.nn.tape import no_grad
 from minicnn.random import manual_seed
-from minicnn.summarize import summary
+from minicnn.teach.summarize import summary
 
 __version__ = "0.1.0"
 

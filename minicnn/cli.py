@@ -3,7 +3,7 @@ open the engine up for learning: ``summary``, ``show`` and ``gradcheck``.
 
 Each subcommand is a ``Command`` in ``COMMANDS``: its name, help, options and the function that
 runs it. A new one is one more ``register(Command(...))``, its logic in a module of its own
-(as ``minicnn.summarize``, ``minicnn.show`` and ``minicnn.gradcheck`` hold theirs).
+(as ``minicnn.teach``'s ``summarize``, ``show`` and ``gradcheck`` hold theirs).
 Options of a config dataclass come from its fields (``add_dataclass_arguments``), so
 ``minicnn train --help`` always lists every ``TrainConfig`` field with its help and default.
 
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shlex
 import sys
 import typing
 from collections.abc import Callable, Sequence
 
 import minicnn
-from minicnn import gradcheck, show, summarize
 from minicnn.data import DownloadError
-from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted
+from minicnn.teach import gradcheck, show, summarize
+from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted, train
 
 EXAMPLES = """examples:
   minicnn train                                  # the deck's run: CNN, 15 epochs, Adam 0.001
@@ -96,29 +94,10 @@ def dataclass_from_args(cls: type, args: argparse.Namespace):
     return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
 
 
-def train_command(config: TrainConfig, resume: str | os.PathLike | None = None) -> str:
-    """The ``minicnn train`` command line that reproduces ``config`` (non-defaults only), with
-    ``--resume`` replaced by ``resume`` when given."""
-    words = ["minicnn", "train"]
-    for field in dataclasses.fields(TrainConfig):
-        value, flag = getattr(config, field.name), field.name.replace("_", "-")
-        if (field.name == "resume" and resume is not None) or value == field.default:
-            continue
-        if isinstance(value, bool):
-            words.append(f"--{'' if value else 'no-'}{flag}")
-        else:
-            words += [f"--{flag}", str(value)]
-    if resume is not None:
-        words += ["--resume", os.fspath(resume)]
-    return shlex.join(words)
-
-
 # -- train ----------------------------------------------------------------------------------
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from minicnn.train import train
-
     try:
         train(dataclass_from_args(TrainConfig, args))
     except TrainingInterrupted:
@@ -158,10 +137,10 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from minicnn.checkpoint import load_checkpoint, load_model
     from minicnn.data import ensure_mnist, load_mnist
-    from minicnn.engine import accuracy
-    from minicnn.kernels.threads import set_num_threads
+    from minicnn.io.checkpoint import load_checkpoint, load_model
+    from minicnn.kernels.runtime.threads import set_num_threads
+    from minicnn.train import accuracy
 
     if args.batch_size < 1 or (args.test_limit is not None and args.test_limit < 1):
         raise ValueError("--batch-size and --test-limit must be at least 1")

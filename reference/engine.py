@@ -1,17 +1,18 @@
 """The torch engine for ``minicnn train --engine torch``: the deck's own PyTorch code.
 
-The same interface as ``minicnn.engine.MinicnnEngine`` (see ``minicnn.engine.Engine``), and the
-same data: the uint8 arrays are scaled once with ``minicnn.data.to_float`` and the whole train and
-test sets go to the device once; each step indexes them with the batch's rows of the epoch's
-order (also on the device), so there are no per-batch host copies.
+The same interface as ``minicnn.train.MinicnnEngine`` (see ``minicnn.train.protocol.Engine``),
+and the same data: the uint8 arrays are scaled once with ``minicnn.data.to_float`` and the
+whole train and test sets go to the device once; each step indexes them with the batch's rows
+of the epoch's order (also on the device), so there are no per-batch host copies.
 
-Checkpoints are ``minicnn.checkpoint`` files: weights converted with ``reference.convert``, the
+Checkpoints are ``minicnn.io.checkpoint`` files: weights converted with ``reference.convert``, the
 Adam state in minicnn's layout (``step`` a float, buffers as NumPy arrays), and torch's RNG
 states as hex strings (``rng_state["torch"]``, and ``["torch_cuda"]`` on a GPU). Such a file
 loads into minicnn as it is.
 
-torch is imported here and only here; ``minicnn.train`` imports this module only for
-``--engine torch``.
+torch is imported here and only here; ``minicnn.train.loop.build_engine`` imports this module,
+lazily, only for ``--engine torch``: this module depends on ``minicnn.train.protocol`` and
+``minicnn.train.config``, never on the loop.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ import numpy as np
 import torch
 
 from minicnn import optim
-from minicnn.checkpoint import Checkpoint, save_checkpoint
 from minicnn.data import to_float
-from minicnn.engine import EVAL_BATCH, Split
+from minicnn.io.checkpoint import Checkpoint, save_checkpoint
 from minicnn.models import MODELS as MINICNN_MODELS
+from minicnn.train.protocol import EVAL_BATCH, Split
 from reference.convert import copy_from_torch, to_torch_state_dict
 from reference.models import MODELS
 
 if TYPE_CHECKING:
-    from minicnn.train import TrainConfig
+    from minicnn.train.config import TrainConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

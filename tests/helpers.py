@@ -134,7 +134,7 @@ def compare_module_with_torch(ours, theirs, x: np.ndarray, seed: int = 0) -> Non
 
 @contextlib.contextmanager
 def direct_for_any_channels():
-    """Let the fast conv2d take the direct 3x3 loops (``minicnn.kernels.direct``) however
+    """Let the fast conv2d take the direct 3x3 loops (``minicnn.kernels.fastconv.direct``) however
     many input channels a case has (the deck's first conv has one)."""
     saved = conv.WINOGRAD_MIN_CHANNELS, conv.DIRECT_MAX_CHANNELS
     conv.WINOGRAD_MIN_CHANNELS, conv.DIRECT_MAX_CHANNELS = 10**9, 10**9

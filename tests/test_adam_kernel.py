@@ -1,4 +1,4 @@
-"""The fused Adam kernel against its twin, ``minicnn.optim.adam.adam_update``: bit for bit."""
+"""The fused Adam kernel against its twin, ``kernels.adam.adam_update_numpy``: bit for bit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn.kernels.adam import adam_update_numba
-from minicnn.optim.adam import adam_update
+from minicnn.kernels.adam import adam_update_numba, adam_update_numpy
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinity on purpose
@@ -32,7 +31,7 @@ def test_fused_adam_is_the_twin_bit_for_bit(dtype, amsgrad, maximize, decoupled,
     kwargs = dict(lr=lr, beta1=beta1, beta2=0.999, eps=eps, weight_decay=weight_decay,
                   decoupled_weight_decay=decoupled, maximize=maximize)  # fmt: skip
     for step in (1.0, 2.0, 3.0):
-        adam_update(*twin[:4], twin[4] if amsgrad else None, step, **kwargs)
+        adam_update_numpy(*twin[:4], twin[4] if amsgrad else None, step, **kwargs)
         adam_update_numba(*fast[:4], fast[4] if amsgrad else None, step, **kwargs)
     for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), twin,
                           fast):  # fmt: skip
@@ -51,7 +50,7 @@ def test_default_adam_through_its_vectorised_loop_is_the_twin_bit_for_bit(dtype)
     kwargs = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                   decoupled_weight_decay=False, maximize=False)  # fmt: skip
     for step in (1.0, 2.0, 3.0):
-        adam_update(*twin, None, step, **kwargs)
+        adam_update_numpy(*twin, None, step, **kwargs)
         adam_update_numba(*fast, None, step, **kwargs)
     for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq"), twin, fast):
         np.testing.assert_array_equal(a, b, err_msg=name)

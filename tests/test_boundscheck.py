@@ -4,8 +4,8 @@ CI runs the suite a second time with it (see ``.ci/run``) and a Numba cache dire
 own: Numba's cache key holds the signature, the CPU and the bytecode but not the boundscheck
 flag (``numba.core.caching._CacheImpl._index_key``), so kernels cached by an unchecked run
 would be loaded, unchecked, without a word. minicnn's kernels run no ``prange`` loops (the
-batch is split across Python threads, ``minicnn.kernels.parallel``, which re-raises a worker's
-exception in the caller), so an IndexError reaches the test that caused it.
+batch is split across Python threads, ``minicnn.kernels.runtime.parallel``, which re-raises a
+worker's exception in the caller), so an IndexError reaches the test that caused it.
 """
 
 from __future__ import annotations

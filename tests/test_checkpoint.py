@@ -1,4 +1,4 @@
-"""minicnn.checkpoint: exact resume, torch interop both ways, and a clear error for every fault."""
+"""minicnn.io.checkpoint: exact resume, torch interop both ways, a clear error for every fault."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import safetensors.torch
 import torch
 
 import minicnn
-from minicnn import checkpoint
 from minicnn import random as mrandom
-from minicnn import safetensors as st
-from minicnn.checkpoint import (
+from minicnn.io import checkpoint
+from minicnn.io import safetensors as st
+from minicnn.io.checkpoint import (
     load_checkpoint,
     load_model,
     load_weights,
@@ -93,7 +93,7 @@ def test_file_layout(tmp_path):
     save_checkpoint(path, model, model_name="deep", optimizer=SGD(model.parameters(), lr=0.1))
     assert list(st.load_file(path)) != [] and set(st.load_file(path)) == set(model.state_dict())
     meta = st.load_metadata(path)
-    assert meta["format"] == "pt" and meta["checkpoint_format"] == "minicnn.checkpoint"
+    assert meta["format"] == "pt" and meta["checkpoint_format"] == "minicnn.io.checkpoint"
     assert {"model_name", "dtype", "epoch", "step", "config", "rng_state", "metrics",
             "optimizer", "checksum", "checkpoint_version"} <= set(meta)  # fmt: skip
     assert sidecar_path(path).name == "ckpt.optim.safetensors"

@@ -14,12 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.checkpoint import load_checkpoint, load_model
 from minicnn.cli import COMMANDS, main
 from minicnn.data import load_mnist
-from minicnn.engine import accuracy
+from minicnn.io.checkpoint import load_checkpoint, load_model
 from minicnn.optim import Adam
-from minicnn.train import TrainConfig
+from minicnn.train import TrainConfig, accuracy
 
 EPOCH_LINE = re.compile(r"^\[Epoch: {4}1\] cost = (\d\.\d+)  \(\d+\.\d s, \d+ img/s\)$", re.M)
 # 1 epoch on the first 6,000 images, tested on the first 2,000: measured 0.851

@@ -9,8 +9,8 @@ from hypothesis import given
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.gradcheck import numerical_gradient  # central differences
-from minicnn.kernels import im2col as unfold
+from minicnn.kernels.fastconv import im2col as unfold
+from minicnn.teach.gradcheck import numerical_gradient  # central differences
 from tests.helpers import assert_close, compare_with_torch, term_scales
 from tests.strategies import conv2d_cases
 

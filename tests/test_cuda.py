@@ -14,11 +14,10 @@ import pytest
 
 import minicnn
 from benchmarks.validate import errors, minicnn_pass, torch_pass
-from minicnn.checkpoint import load_checkpoint, load_model
 from minicnn.data import load_mnist
-from minicnn.engine import accuracy
+from minicnn.io.checkpoint import load_checkpoint, load_model
 from minicnn.models import MODELS
-from minicnn.train import train
+from minicnn.train import accuracy, train
 from tests.test_cli import EPOCH_LINE, accuracy_in, train_with_torch
 from tests.test_resume import config, quiet
 

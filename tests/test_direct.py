@@ -1,4 +1,4 @@
-"""The direct 3x3 conv (``minicnn.kernels.direct``): against torch and the twin, fused with
+"""The direct 3x3 conv (``minicnn.kernels.fastconv.direct``): against torch and the twin, fused with
 relu and the 2x2 pool bit for bit as the three ops, and odd filter counts."""
 
 from __future__ import annotations

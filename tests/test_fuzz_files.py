@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
 from minicnn.data import load_mnist_files
+from minicnn.io.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
 from minicnn.models import CNN
 from minicnn.optim import Adam
 

@@ -8,7 +8,7 @@ import pytest
 
 from minicnn import functional as F
 from minicnn import nn, use_backend
-from minicnn.gradcheck import numerical_gradient
+from minicnn.teach.gradcheck import numerical_gradient
 
 BACKENDS = ["numpy", "numba"]
 

@@ -1,5 +1,6 @@
-"""minicnn.gradcheck and ``minicnn gradcheck``: every layer type is checked, every check passes,
-and a deliberately broken backward pass is caught (by its layer and gradient) with exit code 1.
+"""minicnn.teach.gradcheck and ``minicnn gradcheck``: every layer type is checked, every check
+passes, and a deliberately broken backward pass is caught (by its layer and gradient) with exit
+code 1.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 import minicnn
 import minicnn.functional as F
 from minicnn import nn
-from minicnn.gradcheck import (
+from minicnn.teach.gradcheck import (
     check_layer,
     format_table,
     layer_cases,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import models, nn, use_backend
-from minicnn.kernels import allocator, parallel, threads
+from minicnn.kernels.runtime import allocator, parallel, threads
 from tests.helpers import assert_close
 
 
@@ -60,7 +60,7 @@ def test_an_error_in_a_worker_reaches_the_caller(thread_count):
 
 def test_blas_runs_on_one_thread_whatever_the_thread_count(thread_count):
     # minicnn's threads run the products; a multithreaded BLAS's spinning threads would take
-    # their cores (see minicnn.kernels.threads)
+    # their cores (see minicnn.kernels.runtime.threads)
     if threads.get_blas_threads() is None:
         pytest.fail("NumPy's OpenBLAS was not found: minicnn cannot control its threads")
     thread_count(2)

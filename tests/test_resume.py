@@ -13,10 +13,9 @@ import signal
 import numpy as np
 import pytest
 
-from minicnn.checkpoint import load_checkpoint, sidecar_path
 from minicnn.cli import main
-from minicnn.engine import MinicnnEngine
-from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted, train
+from minicnn.io.checkpoint import load_checkpoint, sidecar_path
+from minicnn.train import MinicnnEngine, TrainConfig, TrainingDiverged, TrainingInterrupted, train
 
 # small runs: 6 batches of 50 per epoch (4 for DeepCNN, the slow one), 100 test images
 LIMITS = {"cnn": 300, "deep": 200}

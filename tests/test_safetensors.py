@@ -1,4 +1,4 @@
-"""minicnn.safetensors: round trips, interop with the official package, validation, atomicity."""
+"""minicnn.io.safetensors: round trips, interop with the official package, validation, atomicity."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from minicnn import safetensors as st
+from minicnn.io import safetensors as st
 
 
 def sample_tensors() -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""minicnn.show and ``minicnn show``: the PNGs for a checkpoint (kernels, feature maps after
+"""minicnn.teach.show and ``minicnn show``: the PNGs for a checkpoint (kernels, feature maps after
 each block, prediction), the prediction it prints, and clear errors."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from minicnn import functional as F
-from minicnn.checkpoint import save_checkpoint
 from minicnn.data import load_mnist, to_float
+from minicnn.io.checkpoint import save_checkpoint
 from minicnn.models import MODELS
-from minicnn.show import _montage, show_checkpoint
+from minicnn.teach.show import _montage, show_checkpoint
 from tests.test_cli import run
 
 PNG = b"\x89PNG\r\n\x1a\n"

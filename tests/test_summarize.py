@@ -13,7 +13,7 @@ import torch
 import minicnn
 from minicnn import nn, random
 from minicnn.models import MODELS
-from minicnn.summarize import size_formula, summary
+from minicnn.teach.summarize import size_formula, summary
 from reference import models as reference
 from tests.test_cli import run
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from minicnn import functional as F
 from minicnn import use_backend
-from minicnn.kernels import conv, tiles, winograd2, winograd4
-from minicnn.kernels import winograd as K
+from minicnn.kernels import conv
+from minicnn.kernels.fastconv import tiles, winograd_f2x2, winograd_f4x4
+from minicnn.kernels.fastconv import winograd as K
 from tests.helpers import assert_close, compare_with_torch, term_scales, winograd_for_any_channels
 from tests.strategies import winograd_conv2d_cases
 
@@ -28,7 +29,7 @@ def _pads(x, w, kwargs):
 
 
 KIND = {2: conv.Winograd2Plan, 4: conv.Winograd4Plan}  # m: the plan of F(m x m, 3x3)
-KERNELS = {2: winograd2, 4: winograd4}
+KERNELS = {2: winograd_f2x2, 4: winograd_f4x4}
 
 
 @pytest.mark.parametrize("m", [2, 4])

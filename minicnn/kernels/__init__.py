@@ -10,7 +10,7 @@ arguments, allocates and calls whichever implementation the active backend selec
 
 The default is ``numba``, or ``$MINICNN_BACKEND`` when set. ``NUMBA_DISABLE_JIT=1`` turns the
 fast kernels back into plain, debuggable Python. The fast kernels split a batch's images
-across threads (``minicnn.kernels.parallel``, ``minicnn.kernels.threads``).
+across threads (``minicnn.kernels.runtime.parallel``, ``minicnn.kernels.runtime.threads``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-
-from minicnn.kernels.allocator import keep_freed_memory
-from minicnn.kernels.threads import set_blas_threads
-
-keep_freed_memory()  # a training step's large arrays then cost no page faults (see allocator)
-set_blas_threads(1)  # minicnn's own threads run the products (see threads)
 
 BACKENDS = ("numba", "numpy")
 

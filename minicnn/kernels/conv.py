@@ -17,9 +17,16 @@ import math
 
 import numpy as np
 
-from minicnn.kernels import parallel, winograd
-from minicnn.kernels.im2col import conv_out_hw
-from minicnn.kernels.plans import ConvPlan, DirectPlan, Winograd2Plan, Winograd4Plan, WinogradPlan
+from minicnn.kernels.fastconv import winograd
+from minicnn.kernels.fastconv.im2col import conv_out_hw
+from minicnn.kernels.fastconv.plans import (
+    ConvPlan,
+    DirectPlan,
+    Winograd2Plan,
+    Winograd4Plan,
+    WinogradPlan,
+)
+from minicnn.kernels.runtime import parallel
 
 # -- the NumPy twin: one strided slice of the padded input per kernel tap --------------------
 
@@ -84,7 +91,7 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
     return grad_x, grad_wg.reshape(weight.shape), grad_bias
 
 
-# -- the fast path: a plan per conv (``minicnn.kernels.plans``), images split across threads --
+# -- the fast path: a plan per conv (``fastconv.plans``), images split across threads -----------
 
 # From this many input channels on, Winograd: measured over 3x3 convs, batch 100, one thread,
 # forward and backward, it was 1.2-1.3x faster than im2col + BLAS at 8, level at 4 and

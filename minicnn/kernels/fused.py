@@ -15,7 +15,7 @@ output's gradient in scratch space, then the conv's backward.
 
 With the direct 3x3 conv (``plans.DirectPlan``, one input channel) and a 2x2 pool, the fusion
 goes one step further: each conv plane is pooled as soon as it is computed, and its gradient
-built from the pooled one, while it is in L1 (``minicnn.kernels.direct``).
+built from the pooled one, while it is in L1 (``minicnn.kernels.fastconv.direct``).
 
 The result is the three layers' result bit for bit: the conv is the same plan on the same
 chunks, relu and max are exact, and the winners are chosen by the same scan (torch's: the
@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import conv, elementwise, parallel, pool
+from minicnn.kernels import conv, elementwise, pool
 from minicnn.kernels.relu_pool import (
     relu_max_pool2d_2x2_backward_kernel,
     relu_max_pool2d_backward_kernel,
 )
+from minicnn.kernels.runtime import parallel
 
 # -- the NumPy twin: the three layers' twins in a row -----------------------------------------
 

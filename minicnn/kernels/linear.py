@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from minicnn.kernels.parallel import parallel_for
+from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twin: the sums written out with einsum ----------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.parallel import parallel_for
+from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
 

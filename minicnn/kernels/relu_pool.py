@@ -1,7 +1,7 @@
 """The backward pass of max_pool2d(relu(y)) in one step: the pooled gradient goes to each
 window's winner unless relu blocked it there (the winner 0 or less; relu's gradient is 0
 there, 1 above 0 and, as in torch, at a NaN). ``minicnn.kernels.fused`` and
-``minicnn.kernels.direct`` build the conv output's gradient with these.
+``minicnn.kernels.fastconv.direct`` build the conv output's gradient with these.
 """
 
 from __future__ import annotations

@@ -111,10 +111,15 @@ def backward_call(call: Call, grad_output: np.ndarray, input_grad: bool = True):
     return _carry(grad, consumer, call.inputs[0], module, "its input")
 
 
-def _uses_default_backward(module) -> bool:
-    from minicnn.nn.module import Module
+def replays_children(backward):
+    """Marks ``Module.backward``, the default that replays a call's children; a layer that
+    overrides it computes its own gradient, and ``backward_call`` hands it the saved arrays."""
+    backward.replays_children = True
+    return backward
 
-    return type(module).backward is Module.backward
+
+def _uses_default_backward(module) -> bool:
+    return getattr(type(module).backward, "replays_children", False)
 
 
 def _carry(grad, consumer, producer, module, source) -> np.ndarray:

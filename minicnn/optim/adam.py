@@ -8,85 +8,9 @@ from typing import Any
 import numpy as np
 
 from minicnn import kernels
-from minicnn.kernels.adam import adam_update_numba
+from minicnn.kernels.adam import adam_update_numba, adam_update_numpy
 from minicnn.nn.module import Parameter
 from minicnn.optim.optimizer import Optimizer, check_flag, check_hyperparameter
-
-
-def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
-    """``start += weight * (end - start)`` in place, in the form torch's CPU ``lerp`` uses.
-
-    torch picks the form by the weight, for accuracy near each end::
-
-        |w| < 0.5:  start + w * (end - start)
-        otherwise:  end - (end - start) * (1 - w)
-
-    ``1 - w`` is taken in the array's dtype, as torch does, so float32 rounds like torch.
-    """
-    w = start.dtype.type(weight)
-    if abs(w) < 0.5:
-        start += w * (end - start)
-    else:
-        start[...] = end - (end - start) * (start.dtype.type(1) - w)
-
-
-def adam_update(
-    param: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    max_exp_avg_sq: np.ndarray | None,
-    step: float,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    decoupled_weight_decay: bool,
-    maximize: bool,
-) -> None:
-    """One Adam step on one parameter and its buffers, all in place; ``step`` counts from 1.
-
-    The rule, in torch's operation order (``_single_tensor_adam``)::
-
-        g = -grad if maximize else grad
-        param = param * (1 - lr * weight_decay)          # AdamW (decoupled)
-        g = g + weight_decay * param                     # Adam (L2), if weight_decay != 0
-        m = lerp(m, g, 1 - beta1)
-        v = v * beta2 + (1 - beta2) * g * g
-        v_max = max(v_max, v)                            # amsgrad: use v_max below
-        bc1 = 1 - beta1**step;  bc2 = 1 - beta2**step    # Python floats
-        denom = sqrt(v) / bc2**0.5 + eps
-        param = param + (-lr / bc1) * m / denom
-
-    ``max_exp_avg_sq`` is None without amsgrad. ``grad`` is never written to.
-    """
-    g = -grad if maximize else grad  # (*param.shape)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-
-    lerp_(exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * g * g
-
-    bias_correction1 = 1 - beta1**step
-    bias_correction2 = 1 - beta2**step
-    step_size = lr / bias_correction1
-    bias_correction2_sqrt = bias_correction2**0.5
-
-    if max_exp_avg_sq is not None:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        denom = np.sqrt(max_exp_avg_sq)
-    else:
-        denom = np.sqrt(exp_avg_sq)
-    denom /= bias_correction2_sqrt
-    denom += eps
-    # torch's addcdiv computes value * t1 / t2 left to right: (value * t1) / t2
-    param += -step_size * exp_avg / denom
 
 
 class Adam(Optimizer):
@@ -169,7 +93,7 @@ class Adam(Optimizer):
                 if group["amsgrad"]:
                     state["max_exp_avg_sq"] = np.zeros_like(param.data)
             state["step"] += 1.0
-            update = kernels.pick(adam_update, adam_update_numba)
+            update = kernels.pick(adam_update_numpy, adam_update_numba)
             update(
                 param.data,
                 grad,

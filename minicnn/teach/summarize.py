@@ -5,7 +5,7 @@ with its numbers, parameters and multiply-adds, as a table.
     layer     type       input           output           output size (H and W)  params ...
     layer1.0  Conv2d     (1, 1, 28, 28)  (1, 32, 28, 28)  (28 − 3 + 2·1) / 1 + 1 = 28  320 ...
 
-The shapes are those of a real forward pass (``minicnn.trace``), so the table holds for any
+The shapes are those of a real forward pass (``minicnn.teach.trace``), so the table holds for any
 model built from ``minicnn.nn`` layers, whatever its ``forward`` does. The output-size column
 puts each layer's numbers into the deck's ``O = floor((I − K + 2P) / S) + 1``; a dilation D
 widens the window to ``D·(K − 1) + 1`` pixels, and ``ceil_mode`` rounds up.
@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from minicnn import nn
-from minicnn.trace import RESHAPE, Step, trace
+from minicnn.teach.trace import RESHAPE, Step, trace
 
 FORMULA = "O = floor((I − K + 2P) / S) + 1"
 

@@ -1,6 +1,6 @@
 """Winograd F(2x2, 3x3): the fast kernels, channels last.
 
-The algebra is ``minicnn.kernels.winograd``'s (its docstring and NumPy twin give the
+The algebra is ``minicnn.kernels.fastconv.winograd``'s (its docstring and NumPy twin give the
 formulas). Here the tile domain is laid out channels last: V (16, N*T, C) and M (16, N*T,
 C_out), plane ``4a + b`` holding entry (a, b) of every tile, each tile's channels side by
 side. Every butterfly then runs down a contiguous row of channels, tile after tile, so the
@@ -16,7 +16,7 @@ tj are then even tj, odd tj, even tj + 1, odd tj + 1, each a run of C values, so
 row's butterflies along the rows are one loop over tW*C values with constant offsets. The
 conv's output comes back through the tiles' 2x2 blocks, Y (4, T*C_out): with a 2x2, stride-2
 max pool after it, those blocks are the pool's windows, and the output transform pools them
-there (``minicnn.kernels.tile_pool``); the backward pass builds the blocks' gradient from
+there (``minicnn.kernels.fastconv.tile_pool``); the backward pass builds the blocks' gradient from
 the pooled one the same way.
 
 Each value is computed by the same operations, in the same order, as the twin's formulas
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.tiles import (
+from minicnn.kernels.fastconv.tiles import (
     add_tile_rows,
     pad_channels_last,
     place_blocks,

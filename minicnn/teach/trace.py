@@ -10,7 +10,7 @@ gives, for any model built from ``minicnn.nn`` modules, whatever its ``forward``
 * ``blocks``: the model's own calls (``layer1``, ``layer2``, ``fc``), for pictures of what
   each block makes of an image.
 
-``minicnn.summarize`` builds its table from ``layers``; ``minicnn.show`` draws ``blocks``.
+``summarize`` builds its table from ``layers``; ``show`` draws ``blocks``.
 """
 
 from __future__ import annotations

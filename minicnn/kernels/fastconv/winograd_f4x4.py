@@ -1,6 +1,6 @@
 """Winograd F(4x4, 3x3): the fast kernels, for convs whose products outweigh their transforms.
 
-The same algebra as ``minicnn.kernels.winograd`` (its docstring and NumPy twin give the
+The same algebra as ``minicnn.kernels.fastconv.winograd`` (its docstring and NumPy twin give the
 formulas, ``conv2d_forward_numpy(..., m=4)``) with 6x6 input tiles that overlap by 2 pixels,
 36 products instead of 16 and a 4x4 block of outputs per tile: 36 multiplications per block
 where F(2x2, 3x3) spends 64 and direct convolution 144. The deck's conv3 (64 -> 128
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.tiles import (
+from minicnn.kernels.fastconv.tiles import (
     add_tile_rows,
     pad_channels_last,
     place_blocks,

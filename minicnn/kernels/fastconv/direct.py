@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.im2col import pad_image, unpad_image
+from minicnn.kernels.fastconv.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_phases_2x2, max_pool_row_2x2
 from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x2
 

@@ -3,9 +3,9 @@
 The deck's PyTorch script, as one function: ``torch.manual_seed(777)``; MNIST through
 ``ToTensor`` in shuffled batches of 100 (``drop_last=True``); ``CrossEntropyLoss``;
 ``Adam(lr=0.001)``; 15 epochs, each printing ``[Epoch:    1] cost = 0.194086716``; then the
-test accuracy. Read top to bottom: the config dataclass (``minicnn.cli`` builds the options
-from it) → ``train``: seed → data → model and optimizer (inside the engine, see
-``minicnn.engine``) → the loop, one line per epoch.
+test accuracy. Read top to bottom: the config dataclass (``minicnn.train.config``; the CLI
+builds its options from it) → ``train``: seed → data → model and optimizer (inside the engine,
+see ``minicnn.train.protocol``) → the loop, one line per epoch.
 
 Checkpoints and resuming (``--save PATH``, ``--resume PATH``):
 
@@ -42,90 +42,21 @@ from typing import Any
 
 import numpy as np
 
-from minicnn.checkpoint import Checkpoint, load_checkpoint
 from minicnn.data import BatchLoader, find_mnist, load_mnist, resolve_data_dir
 from minicnn.data.download import ensure_mnist
-from minicnn.engine import (
-    Engine,
-    Split,
-    StopOnSigint,
-    build_engine,
-    progress_bar,
-    save_plot,
+from minicnn.io.checkpoint import Checkpoint, load_checkpoint
+from minicnn.kernels.runtime.threads import set_num_threads
+from minicnn.train.config import (
+    EPOCH_LINE,
+    TRAJECTORY_FIELDS,
+    TrainConfig,
+    metrics_path,
+    option_flag,
+    train_command,
 )
-from minicnn.kernels.threads import set_num_threads
-from minicnn.models import MODELS
-
-EPOCH_LINE = "[Epoch: {:>4}] cost = {:>.9}"  # the deck's print, character for character
-ENGINES, FLOATS = ("minicnn", "torch"), ("float32", "float64")
-# what a resumed run must share with its checkpoint: these decide the trajectory
-TRAJECTORY_FIELDS = ("model", "engine", "seed", "batch_size", "lr", "dtype", "train_limit")
-
-
-def _opt(default: Any, text: str, choices: tuple | None = None, metavar: str | None = None):
-    """A config field with its command-line help, choices and metavar (``minicnn.cli`` picks
-    N for ints and PATH for strings when none is given)."""
-    meta = {"help": text, "choices": choices, "metavar": metavar}
-    return dataclasses.field(default=default, metadata=meta)
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a training run; the defaults are the deck's. ``minicnn train``'s
-    options are built from these fields (``batch_size`` → ``--batch-size``)."""
-
-    model: str = _opt("cnn", "the deck's CNN, or deep: DeepCNN with dropout", tuple(MODELS))
-    engine: str = _opt("minicnn", "minicnn (NumPy/Numba, CPU) or torch (CPU or CUDA)", ENGINES)
-    device: str = _opt("auto", "auto: CUDA if torch sees a GPU, else cpu (minicnn: cpu only)",
-                       ("auto", "cpu", "cuda"))  # fmt: skip
-    epochs: int = _opt(15, "epochs in all, counting those of a --resume checkpoint")
-    batch_size: int = _opt(100, "images per batch (shuffled, the last partial batch dropped)")
-    lr: float = _opt(0.001, "Adam's learning rate", metavar="LR")
-    seed: int = _opt(777, "seeds the initial weights, the dropout and each epoch's shuffle")
-    data_dir: str | None = _opt(None, "MNIST directory (default: $MINICNN_DATA, else ./data)",
-                                metavar="DIR")  # fmt: skip
-    download: bool = _opt(True, "download MNIST when it is not found (the deck's download=True)")
-    save: str | None = _opt(None, "write a resumable checkpoint (.safetensors) every epoch")
-    resume: str | None = _opt(None, "continue this checkpoint's run (same model, engine, seed, "
-                              "batch size, lr, dtype and train limit)")  # fmt: skip
-    metrics: str | None = _opt(None, "JSON-lines log, one object per epoch (default: NAME.metrics"
-                               ".jsonl beside --save NAME.safetensors, else runs/MODEL-ENGINE"
-                               ".jsonl)")  # fmt: skip
-    plot: str | None = _opt(None, "write a PNG of the cost per epoch and the test accuracy")
-    threads: int | None = _opt(None, "CPU threads for the kernels and torch (default: all cores)")
-    dtype: str = _opt("float32", "weights and inputs in float32 or float64", FLOATS)
-    train_limit: int | None = _opt(None, "train on the first N images only (for smoke tests)")
-    test_limit: int | None = _opt(None, "evaluate on the first N test images only")
-    deck_eval: bool = _opt(False, "also run the deck's buggy evaluation on raw 0-255 pixels")
-    progress: str = _opt("auto", "auto: a progress bar when stderr is a terminal; bar; none",
-                         ("auto", "bar", "none"))  # fmt: skip
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value, choices = getattr(self, field.name), field.metadata["choices"]
-            if choices is not None and value not in choices:
-                raise ValueError(f"--{_flag(field.name)} {value!r}: expected one of {choices}")
-        lows = {"epochs": 0, "batch_size": 1, "seed": 0, "threads": 1, "train_limit": 1,
-                "test_limit": 1}  # fmt: skip
-        for name, low in lows.items():
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise ValueError(f"--{_flag(name)} {value!r}: expected an integer >= {low}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"--lr {self.lr!r}: expected a positive number")
-        if self.engine == "minicnn" and self.device == "cuda":
-            raise ValueError("--device cuda: the minicnn engine runs on the CPU only (use "
-                             "--device cpu, or --engine torch for CUDA)")  # fmt: skip
-
-
-def metrics_path(config: TrainConfig) -> Path:
-    """Where the JSON-lines metrics go (see the module docstring)."""
-    if config.metrics:
-        return Path(config.metrics)
-    if config.save:
-        save = Path(config.save)
-        return save.with_name(save.name.removesuffix(".safetensors") + ".metrics.jsonl")
-    return Path("runs") / f"{config.model}-{config.engine}.jsonl"
+from minicnn.train.console import StopOnSigint, progress_bar, save_plot
+from minicnn.train.minicnn_engine import MinicnnEngine
+from minicnn.train.protocol import Engine, Split
 
 
 @dataclasses.dataclass
@@ -285,8 +216,15 @@ def train(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+def build_engine(config: TrainConfig, train_set: Split, test_set: Split) -> Engine:
+    """The engine ``config.engine`` names, seeded and built; torch is imported only here."""
+    if config.engine == "minicnn":
+        return MinicnnEngine(config, train_set, test_set)
+    try:
+        from reference.engine import TorchEngine  # imports torch: only for --engine torch
+    except ImportError as error:
+        raise ValueError(f"--engine torch needs PyTorch ({error}); pip install torch") from None
+    return TorchEngine(config, train_set, test_set)
 
 
 def _first(split: Split, limit: int | None) -> Split:
@@ -311,8 +249,8 @@ def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, n_batches: int
         saved, asked = checkpoint.config.get(name), getattr(config, name)
         if saved != asked:
             raise ValueError(
-                f"--resume {config.resume}: it was trained with --{_flag(name)} {saved}, this run "
-                f"asks for {asked}; resume with the options it was started with"
+                f"--resume {config.resume}: it was trained with --{option_flag(name)} {saved}, "
+                f"this run asks for {asked}; resume with the options it was started with"
             )
     partial = checkpoint.metrics[-1] if checkpoint.metrics else {}
     batch = partial.get("batch", 0) if partial.get("partial") else 0
@@ -347,8 +285,6 @@ def _interrupt(config: TrainConfig, engine: Engine, epoch: int, step: int, metri
     path = Path(config.save or f"runs/{config.model}-{config.engine}-interrupted.safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     engine.save(path, epoch=epoch, step=step, config=dataclasses.asdict(config), metrics=metrics)
-    from minicnn.cli import train_command  # the CLI knows how options are spelled
-
     command = train_command(config, resume=path)
     print(f"Interrupted: saved a resumable checkpoint to {path}\nResume with: {command}",
           file=sys.stderr, flush=True)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The layouts Winograd's fast kernels share (``minicnn.kernels.winograd2``, ``winograd4``).
+"""The layouts Winograd's fast kernels share (``winograd_f2x2``, ``winograd_f4x4``).
 
 The tile domain is channels last: an image's tiles side by side, each tile's channels
 contiguous, so that every butterfly runs down a row of channels, tile after tile, and the

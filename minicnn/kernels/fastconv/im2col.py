@@ -4,7 +4,7 @@ conv2d as one matrix product per group: with the input's receptive fields laid o
 columns of a matrix (im2col), ``out = weight (C_out, Cg*kH*kW) @ cols``; the input's gradient
 is ``col2im(weight.T @ grad)``, col2im adding each column entry back onto the pixel it came
 from (im2col's adjoint). The layout keeps a chunk's images side by side, (G, K, N, L), so one
-product covers them all (``minicnn.kernels.plans.ConvPlan``). The ``*_unit`` kernels do the
+product covers them all (``minicnn.kernels.fastconv.plans.ConvPlan``). The ``*_unit`` kernels do the
 stride-1, dilation-1 case, the deck's, through a zero-padded copy of each image.
 """
 

@@ -24,9 +24,9 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn import nn
-from minicnn.checkpoint import load_model
 from minicnn.data import ensure_mnist, load_mnist, to_float
-from minicnn.trace import trace
+from minicnn.io.checkpoint import load_model
+from minicnn.teach.trace import trace
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,8 @@ F(4x4, 3x3) is the same algebra with larger matrices (``G4``, ``BT4``, ``AT4`` b
 input tiles 4 pixels apart, 36 products, a 4x4 block of outputs per tile, 2.25
 multiplications per output where F(2x2, 3x3) spends 4. The twin takes ``m=4`` for it.
 
-The fast kernels of F(2x2, 3x3) are in ``minicnn.kernels.winograd2``, those of F(4x4, 3x3)
-in ``minicnn.kernels.winograd4``; ``minicnn.kernels.plans`` runs them.
+The fast kernels of F(2x2, 3x3) are in ``winograd_f2x2``, those of F(4x4, 3x3) in
+``winograd_f4x4`` (both beside this module); ``plans`` runs them.
 
 Shapes: x (N, C, H, W), weight (C_out, C, 3, 3), ``padding = (top, bottom, left, right)``,
 out (N, C_out, oH, oW) with oH = H + top + bottom - 2; tH = ceil(oH / m) tile rows, tW tile
@@ -43,7 +43,7 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])  # (4, 4)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
 
-# F(4x4, 3x3) (``minicnn.kernels.winograd4``): 6x6 tiles, a 4x4 block of outputs from each
+# F(4x4, 3x3) (``winograd_f4x4``): 6x6 tiles, a 4x4 block of outputs from each
 G4 = np.array([  # (6, 3)
     [1 / 4, 0, 0],
     [-1 / 6, -1 / 6, -1 / 6],

@@ -9,7 +9,8 @@ malloc to serve blocks up to 32 MiB from its heap and never to give the heap's f
 so the next step reuses the same pages, as torch's own CPU allocator does. The process keeps
 its peak memory until it exits, which is what a training run needs anyway.
 
-Called when ``minicnn.kernels`` is imported; ``MINICNN_KEEP_FREED_MEMORY=0`` turns it off. On
+Called when the fast kernels first run (``minicnn.kernels.runtime.process``), never at import;
+``MINICNN_KEEP_FREED_MEMORY=0`` turns it off. On
 systems without glibc it does nothing.
 """
 

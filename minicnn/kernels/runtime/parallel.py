@@ -9,9 +9,9 @@ no thread ever waits for, or spins against, another thread's work. A weight grad
 back as one partial sum per slice, added up in slice order: the result depends on the thread
 count (as torch's does), never on timing.
 
-The thread count is ``minicnn.kernels.threads.get_num_threads()``: ``NUMBA_NUM_THREADS``
+The thread count is ``minicnn.kernels.runtime.threads.get_num_threads()``: ``NUMBA_NUM_THREADS``
 (default, the number of cores), or ``set_num_threads(n)`` (``minicnn train --threads N``).
-BLAS runs on one thread per call (``minicnn.kernels.threads`` says why).
+BLAS runs on one thread per call (``minicnn.kernels.runtime.threads`` says why).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from minicnn.kernels import threads as _threads
+from minicnn.kernels.runtime import process
+from minicnn.kernels.runtime import threads as _threads
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -52,6 +53,7 @@ def parallel_for(n: int, task: Callable[[int, int], object], grain: int = 1) -> 
     """``[task(start, stop) for each slice]``, the slices of ``range(n)`` run concurrently,
     one per thread (see the module docstring), none shorter than ``grain`` items unless
     there is only one. Returns the results in slice order."""
+    process.ensure_configured()  # BLAS on one thread, malloc keeping its memory (see process)
     threads = _threads.get_num_threads()
     if getattr(_local, "in_task", False):
         threads = 1  # called from inside a task: run here, never wait on the busy pool

@@ -1,7 +1,7 @@
 """How the fast conv2d computes: plans, each a conv's shapes and weights prepared once and its
 work on a chunk of images.
 
-Each thread takes a slice of the batch (``minicnn.kernels.parallel``) and walks it a few
+Each thread takes a slice of the batch (``minicnn.kernels.runtime.parallel``) and walks it a few
 images at a time with a plan: im2col + BLAS (``ConvPlan``: unfold the chunk's receptive
 fields into a scratch matrix that fits in L2, multiply, move on) or, for the 3x3 convs,
 Winograd (``Winograd2Plan``, ``Winograd4Plan``) or direct loops (``DirectPlan``, one input
@@ -17,8 +17,15 @@ import functools
 
 import numpy as np
 
-from minicnn.kernels import direct, parallel, tile_pool, tiles, winograd, winograd2, winograd4
-from minicnn.kernels.im2col import (
+from minicnn.kernels.fastconv import (
+    direct,
+    tile_pool,
+    tiles,
+    winograd,
+    winograd_f2x2,
+    winograd_f4x4,
+)
+from minicnn.kernels.fastconv.im2col import (
     col2im,
     col2im_unit,
     conv_out_hw,
@@ -28,6 +35,7 @@ from minicnn.kernels.im2col import (
     weight_grad_from_columns,
 )
 from minicnn.kernels.relu_pool import relu_max_pool2d_2x2_backward_kernel
+from minicnn.kernels.runtime import parallel
 
 # Below this many taps per output (K = Cg*kH*kW), the weight gradient's product is summed by
 # a loop rather than BLAS: OpenBLAS ran (32, 6272) @ (6272, 9) at 1.7x the time of
@@ -178,14 +186,13 @@ class ConvPlan:
 
 
 class WinogradPlan(ConvPlan):
-    """A 3x3, stride-1, ungrouped conv2d by Winograd (``minicnn.kernels.winograd``): per
-    chunk, the input tiles' transform, one BLAS product per tile position and the output
-    transform, the tile domain channels last (``minicnn.kernels.tiles``): V (planes, b*T, C),
-    M (planes, b*T, C_out). The weight gradient is summed in the transformed domain,
-    (planes, C_out, C), and brought back to 3x3 once for the batch. ``Winograd2Plan`` and
-    ``Winograd4Plan`` are its two kinds."""
+    """A 3x3, stride-1, ungrouped conv2d by Winograd (``winograd``): per chunk, the input
+    tiles' transform, one BLAS product per tile position and the output transform, the tile
+    domain channels last (``tiles``): V (planes, b*T, C), M (planes, b*T, C_out). The weight
+    gradient is summed in the transformed domain, (planes, C_out, C), and brought back to 3x3
+    once for the batch. ``Winograd2Plan`` and ``Winograd4Plan`` are its two kinds."""
 
-    kernels = winograd2  # the transforms
+    kernels = winograd_f2x2  # the transforms
     m = 2  # the output block's side: tiles of m + 2 pixels, (m + 2)**2 products
 
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
@@ -275,8 +282,8 @@ class WinogradPlan(ConvPlan):
 
 
 class Winograd2Plan(WinogradPlan):
-    """``WinogradPlan`` by F(2x2, 3x3) (``minicnn.kernels.winograd2``): 16 products over 4x4
-    tiles, each giving a 2x2 block of outputs. Its fused form pools each tile's block as the
+    """``WinogradPlan`` by F(2x2, 3x3) (``winograd_f2x2``): 16 products over 4x4 tiles,
+   , each giving a 2x2 block of outputs. Its fused form pools each tile's block as the
     output transform makes it (``relu_max_pool_2x2``), and builds the blocks' gradient from
     the pooled one."""
 
@@ -298,10 +305,10 @@ class Winograd2Plan(WinogradPlan):
 
 
 class Winograd4Plan(WinogradPlan):
-    """``WinogradPlan`` by F(4x4, 3x3) (``minicnn.kernels.winograd4``): 36 products over 6x6
-    tiles, each giving a 4x4 block of outputs."""
+    """``WinogradPlan`` by F(4x4, 3x3) (``winograd_f4x4``): 36 products over 6x6 tiles,
+   , each giving a 4x4 block of outputs."""
 
-    kernels = winograd4
+    kernels = winograd_f4x4
     m = 4
     pools_clipped_2x2 = True
 
@@ -325,10 +332,10 @@ class Winograd4Plan(WinogradPlan):
 
 class DirectPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d of few input channels (one: the deck's first layer)
-    computed directly (``minicnn.kernels.direct``): per image, over the zero-padded planes
+    computed directly (``minicnn.kernels.fastconv.direct``): per image, over the zero-padded planes
     laid out flat, two output planes at a time. Its fused form pools each plane as it is
     made (``relu_max_pool_2x2``), and builds each plane's gradient phases from the pooled
-    gradient (see ``minicnn.kernels.direct``)."""
+    gradient (see ``minicnn.kernels.fastconv.direct``)."""
 
     pools_2x2 = True
 

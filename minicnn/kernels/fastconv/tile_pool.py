@@ -2,7 +2,7 @@
 in place (``minicnn.kernels.fused`` calls these through the plans).
 
 A Winograd output transform leaves an image's outputs in its tiles' m x m blocks, each
-pixel's channels side by side (``minicnn.kernels.tiles``). A 2x2, stride-2 pool reads its
+pixel's channels side by side (``minicnn.kernels.fastconv.tiles``). A 2x2, stride-2 pool reads its
 windows there:
 
 - F(2x2, 3x3) without pool padding: window (i, j) is tile (i, j)'s 2x2 block
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels import winograd2, winograd4
+from minicnn.kernels.fastconv import winograd_f2x2, winograd_f4x4
 from minicnn.kernels.pool import clipped_2x2, max_of_2x2, max_of_2x2_nan
 
 
@@ -43,7 +43,7 @@ def _channels_first(best, winner, out, indices, n):
 @njit(cache=True, nogil=True)
 def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
     """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2, where conv is
-    ``winograd2.output_transform``'s (oH, oW) output: window (i, j) is tile (i, j)'s block,
+    ``winograd_f2x2.output_transform``'s (oH, oW) output: window (i, j) is tile (i, j)'s block,
     pooled as it is made (``pool.max_pool_row_2x2``'s rule; indices are positions in the
     (oH, oW) plane). M (16, N*T, C_out); bias (C_out,); out, indices (N, C_out, pH, pW), 2pH <= oH,
     2pW <= oW."""
@@ -56,7 +56,7 @@ def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
     winner = np.empty((pH * pW, C_out), dtype=np.int64)
     zero = np.zeros(1, dtype=out.dtype)[0]
     for n in range(N):
-        winograd2.output_blocks(Mf, n * L, Y)
+        winograd_f2x2.output_blocks(Mf, n * L, Y)
         nan = False
         for i in range(pH):
             for j in range(pW):
@@ -136,7 +136,7 @@ def _window(i, j, pH, pW, oH, oW):
 def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2 with padding pH, pW of
     0 or 1 (any ceil_mode, no window wholly in the padding), where conv is
-    ``winograd4.output_transform``'s (oH, oW) output: each window's taps read from the tiles'
+    ``winograd_f4x4.output_transform``'s (oH, oW) output: each window's taps read from the tiles'
     blocks, a channel per lane, by ``pool.max_pool2d_2x2_clipped_kernel``'s rule (indices are
     positions in the (oH, oW) plane). M (36, N*T, C_out); bias (C_out,); out, indices
     (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (putting it in
@@ -145,7 +145,7 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     N, C_out, qH, qW = out.shape
     tH, tW = (oH + 3) // 4, (oW + 3) // 4
     L = tH * tW * C_out
-    two, four, _, eight = winograd4.numbers(M)
+    two, four, _, eight = winograd_f4x4.numbers(M)
     Mf = M.reshape(36, N * L)
     Z = np.empty((6, 4, L), dtype=out.dtype)
     Y = np.empty((16, L), dtype=out.dtype)
@@ -153,7 +153,7 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     winner = np.empty((qH * qW, C_out), dtype=np.int64)
     zero = np.zeros(1, dtype=out.dtype)[0]
     for n in range(N):
-        winograd4.output_blocks(Mf, n * L, two, four, eight, Z, Y)
+        winograd_f4x4.output_blocks(Mf, n * L, two, four, eight, Z, Y)
         nan = False
         for i in range(qH):
             for j in range(qW):

@@ -1,0 +1,3 @@
+"""How the fast kernels run: ``threads`` (how many, and BLAS's count), ``parallel`` (a batch's
+images split across them, per-thread scratch arrays) and ``allocator`` (malloc kept from
+returning a step's memory to the OS)."""

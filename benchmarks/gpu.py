@@ -169,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-seconds", type=float, default=0.3)
     parser.add_argument("--images", type=int, default=DATASET, help="dataset size")
     parser.add_argument("--no-cpu", action="store_true", help="time torch-cuda only")
-    parser.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
-                        help="first wait up to MINUTES until other processes use under 0.2 "
-                        "CPUs")  # fmt: skip
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="first wait up to MINUTES until other processes use under 0.2 CPUs",
+    )
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
 

@@ -84,18 +84,25 @@ def _run(runner, clock: _Clock, steps: int, warmup: int) -> tuple[list[float], r
     return step_times[warmup:], range(warmup, warmup + steps)
 
 
-def _rows(leaves, clock: _Clock, counted: range, step_times: list[float], extra,
-          kinds: dict | None = None) -> dict:  # fmt: skip
+def _rows(
+    leaves, clock: _Clock, counted: range, step_times: list[float], extra, kinds: dict | None = None
+) -> dict:
     """Per-step samples of every row and of "other" (the step minus its rows), summarized;
     ``kinds`` renames the kind of some rows (by name)."""
     kinds = kinds or {}
     names = [(name, kinds.get(name, type(module).__name__)) for name, module in leaves]
     rows = []
     for name, kind in [*names, *((name, "") for name in extra)]:
-        rows.append({"name": name, "kind": kind, **{
-            f"{phase}_samples_s": [clock.totals[(name, phase)].get(s, 0.0) for s in counted]
-            for phase in ("forward", "backward")
-        }})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                **{
+                    f"{phase}_samples_s": [clock.totals[(name, phase)].get(s, 0.0) for s in counted]
+                    for phase in ("forward", "backward")
+                },
+            }
+        )
     other = [
         step - sum(r["forward_samples_s"][i] + r["backward_samples_s"][i] for r in rows)
         for i, step in enumerate(step_times)
@@ -150,8 +157,7 @@ def minicnn_layers(runner, steps: int = 10, warmup: int = 2) -> dict:
             module.__dict__.pop("backward", None)
         optimizer.__dict__.pop("step", None)
         optimizer.__dict__.pop("zero_grad", None)
-    return _rows(leaves, clock, counted, step_times, ["loss", "zero_grad", "optimizer step"],
-                 kinds)  # fmt: skip
+    return _rows(leaves, clock, counted, step_times, ["loss", "zero_grad", "optimizer step"], kinds)
 
 
 def torch_layers(runner, steps: int = 10, warmup: int = 2) -> dict:
@@ -217,10 +223,16 @@ def layer_times(runner, steps: int = 10, warmup: int = 2) -> dict:
 def merge(results: list[dict]) -> dict:
     """Several ``layer_times`` results of one engine as one: their samples pooled."""
     rows = [
-        {**row, **{key: [x for r in results for x in r["rows"][i][key]]
-                   for key in ("forward_samples_s", "backward_samples_s")}}
+        {
+            **row,
+            **{
+                key: [x for r in results for x in r["rows"][i][key]]
+                for key in ("forward_samples_s", "backward_samples_s")
+            },
+        }
         for i, row in enumerate(results[0]["rows"])
-    ]  # fmt: skip
-    pooled = {key: [x for r in results for x in r[key]]
-              for key in ("step_samples_s", "other_samples_s")}  # fmt: skip
+    ]
+    pooled = {
+        key: [x for r in results for x in r[key]] for key in ("step_samples_s", "other_samples_s")
+    }
     return _summarize({"rows": rows, **pooled, "rounds": len(results)})

@@ -56,11 +56,20 @@ def measure(model: str, engine: str, args: argparse.Namespace) -> list[dict]:
             records.append({"epoch": info.epoch, **memory_mib(), "cost": info.cost})
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(model=model, engine=engine, device="cpu", epochs=args.epochs,
-                             batch_size=args.batch_size, data_dir=args.data_dir, download=False,
-                             save=f"{tmp}/run.safetensors", train_limit=args.images,
-                             test_limit=args.batch_size, threads=args.threads,
-                             progress="none")  # fmt: skip
+        config = TrainConfig(
+            model=model,
+            engine=engine,
+            device="cpu",
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            data_dir=args.data_dir,
+            download=False,
+            save=f"{tmp}/run.safetensors",
+            train_limit=args.images,
+            test_limit=args.batch_size,
+            threads=args.threads,
+            progress="none",
+        )
         with contextlib.redirect_stdout(io.StringIO()):  # the epoch lines; the table says more
             train(config, on_batch=after_step)
     return records
@@ -76,19 +85,33 @@ def growth(records: list[dict]) -> float | None:
 def table(runs: list[dict], limit: float) -> str:
     """One row per (model, engine): RSS after each epoch, peak, growth, verdict."""
     epochs = max(len(run["records"]) for run in runs)
-    head = ["model", "engine", *(f"epoch {e + 1}" for e in range(epochs)), "peak",
-            "growth/epoch", "verdict"]  # fmt: skip
+    head = [
+        "model",
+        "engine",
+        *(f"epoch {e + 1}" for e in range(epochs)),
+        "peak",
+        "growth/epoch",
+        "verdict",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for run in runs:
         rss = [f"{r['rss']:.1f}" for r in run["records"]]
         peak = max(r["hwm"] for r in run["records"])
         slope = growth(run["records"])
         verdict = "?" if slope is None else ("flat" if slope <= limit else "GROWS")
-        cells = [run["model"], run["engine"], *rss, f"{peak:.1f}",
-                 "-" if slope is None else f"{slope:+.2f}", verdict]  # fmt: skip
+        cells = [
+            run["model"],
+            run["engine"],
+            *rss,
+            f"{peak:.1f}",
+            "-" if slope is None else f"{slope:+.2f}",
+            verdict,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n(MiB; RSS after each epoch, peak RSS, mean growth per epoch " \
-        "after the first)"  # fmt: skip
+    return (
+        "\n".join(lines) + "\n(MiB; RSS after each epoch, peak RSS, mean growth per epoch "
+        "after the first)"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,8 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=6000, help="training images per epoch")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--limit-mib", type=float, default=2.0,
-                        help="the largest mean growth per epoch that counts as flat")  # fmt: skip
+    parser.add_argument(
+        "--limit-mib",
+        type=float,
+        default=2.0,
+        help="the largest mean growth per epoch that counts as flat",
+    )
     parser.add_argument("--json", default="runs/memory.json", help="where to write the numbers")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -112,8 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:  # one pair in this fresh process: its records as JSON on stdout
         print(json.dumps(measure(*args.child, args)))
         return 0
-    options = ["--data-dir", str(Path(args.data_dir).resolve()), "--epochs", str(args.epochs),
-               "--images", str(args.images), "--batch-size", str(args.batch_size)]  # fmt: skip
+    options = [
+        "--data-dir",
+        str(Path(args.data_dir).resolve()),
+        "--epochs",
+        str(args.epochs),
+        "--images",
+        str(args.images),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     options += [] if args.threads is None else ["--threads", str(args.threads)]
     runs = []
     for model in args.models:
@@ -123,8 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             if result.returncode != 0:
                 raise RuntimeError(f"{model} / {engine} failed:\n{result.stderr[-3000:]}")
             records = json.loads(result.stdout.strip().splitlines()[-1])
-            runs.append({"model": model, "engine": engine, "records": records,
-                         "growth_mib_per_epoch": growth(records)})  # fmt: skip
+            runs.append(
+                {
+                    "model": model,
+                    "engine": engine,
+                    "records": records,
+                    "growth_mib_per_epoch": growth(records),
+                }
+            )
             print(f"{model} / {engine}: done", file=sys.stderr, flush=True)
     print(table(runs, args.limit_mib))
     out = Path(args.json)

@@ -57,8 +57,13 @@ def load_note(record: dict) -> list[str]:
     others = [r["others_cores"] for r in rows if r.get("others_cores") is not None]
     if not others:
         return []
-    busy = sorted({(r["model"], r["mode"], r["batch"]) for r in rows
-                   if (r.get("others_cores") or 0) > BUSY_CORES})  # fmt: skip
+    busy = sorted(
+        {
+            (r["model"], r["mode"], r["batch"])
+            for r in rows
+            if (r.get("others_cores") or 0) > BUSY_CORES
+        }
+    )
     text = (
         f"Other processes used {min(others):.2f} to {max(others):.2f} CPUs while the "
         f"throughput was measured (column *others*)."
@@ -128,8 +133,11 @@ def throughput_tables(record: dict) -> list[str]:
                 if (model, mode, batch, e) in status
             ]
             noise = max((s for s in spreads if s is not None), default=None)
-            used = [row.get("others_cores") for k, row in status.items()
-                    if k[:3] == (model, mode, batch)]  # fmt: skip
+            used = [
+                row.get("others_cores")
+                for k, row in status.items()
+                if k[:3] == (model, mode, batch)
+            ]
             others = max((u for u in used if u is not None), default=None)
             busy = " (busy)" if others is not None and others > BUSY_CORES else ""
             bold = "**" if batch == HEADLINE_BATCH else ""

@@ -55,9 +55,17 @@ def machine() -> str:
 
 def run(model: str, engine: str, args: argparse.Namespace, logs: Path) -> dict:
     log = str(logs / f"{model}-{engine}.jsonl")
-    config = TrainConfig(model=model, engine=engine, device=args.device, epochs=args.epochs,
-                         data_dir=args.data_dir, download=False, deck_eval=True, metrics=log,
-                         progress="none")  # fmt: skip
+    config = TrainConfig(
+        model=model,
+        engine=engine,
+        device=args.device,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        download=False,
+        deck_eval=True,
+        metrics=log,
+        progress="none",
+    )
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
@@ -67,12 +75,18 @@ def run(model: str, engine: str, args: argparse.Namespace, logs: Path) -> dict:
         from reference.engine import resolve_device
 
         device = resolve_device(args.device).type
-    return {"model": model, "engine": engine, "device": device, "accuracy": result.accuracy,
-            "deck_accuracy": result.deck_accuracy, "wall_s": wall,
-            "train_s": train_seconds,
-            "images_per_s": sum(r * s for r, s in zip(result.images_per_s, result.seconds))
-            / train_seconds,
-            "final_cost": result.costs[-1]}  # fmt: skip
+    return {
+        "model": model,
+        "engine": engine,
+        "device": device,
+        "accuracy": result.accuracy,
+        "deck_accuracy": result.deck_accuracy,
+        "wall_s": wall,
+        "train_s": train_seconds,
+        "images_per_s": sum(r * s for r, s in zip(result.images_per_s, result.seconds))
+        / train_seconds,
+        "final_cost": result.costs[-1],
+    }
 
 
 def engine(row: dict) -> str:
@@ -100,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST directory")
     parser.add_argument("--models", nargs="+", default=["cnn", "deep"], choices=["cnn", "deep"])
-    parser.add_argument("--engines", nargs="+", default=["minicnn", "torch"],
-                        choices=["minicnn", "torch"])  # fmt: skip
+    parser.add_argument(
+        "--engines", nargs="+", default=["minicnn", "torch"], choices=["minicnn", "torch"]
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default="docs/results.md")

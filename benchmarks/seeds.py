@@ -31,9 +31,16 @@ RESULTS_SEED = 777  # the deck's seed: the results table's runs
 def run(model: str, engine: str, seed: int, args: argparse.Namespace, logs: Path) -> dict:
     """One full training run's test accuracy."""
     log = str(logs / f"{model}-{engine}-seed{seed}.jsonl")
-    config = TrainConfig(model=model, engine=engine, seed=seed, epochs=args.epochs,
-                         data_dir=args.data_dir, download=False, metrics=log,
-                         progress="none")  # fmt: skip
+    config = TrainConfig(
+        model=model,
+        engine=engine,
+        seed=seed,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        download=False,
+        metrics=log,
+        progress="none",
+    )
     result = train(config)
     return {"model": model, "engine": engine, "seed": seed, "accuracy": result.accuracy}
 
@@ -42,8 +49,10 @@ def table(rows: list[dict], engines: list[str]) -> str:
     """One line per (model, seed) with each engine's accuracy, then each engine's spread."""
     accuracy = {(r["model"], r["engine"], r["seed"]): r["accuracy"] for r in rows}
     models = sorted({r["model"] for r in rows}, key=lambda m: m != "cnn")
-    lines = ["| model | seed | " + " | ".join(engines) + " |",
-             "| --- | ---: | " + " | ".join("---:" for _ in engines) + " |"]  # fmt: skip
+    lines = [
+        "| model | seed | " + " | ".join(engines) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in engines) + " |",
+    ]
     for model in models:
         for seed in sorted({r["seed"] for r in rows if r["model"] == model}):
             cells = [accuracy.get((model, e, seed)) for e in engines]
@@ -63,8 +72,10 @@ def commands(rows: list[dict]) -> str:
     runs = []
     for model in sorted({r["model"] for r in rows}, key=lambda m: m != "cnn"):
         seeds = sorted({r["seed"] for r in rows if r["model"] == model} - {RESULTS_SEED})
-        runs.append(f"`python -m benchmarks.seeds --data-dir ../shared/data/mnist --models "
-                    f"{model} --seeds {' '.join(map(str, seeds))}`")  # fmt: skip
+        runs.append(
+            f"`python -m benchmarks.seeds --data-dir ../shared/data/mnist --models "
+            f"{model} --seeds {' '.join(map(str, seeds))}`"
+        )
     return " and ".join(runs)
 
 
@@ -72,15 +83,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST directory")
     parser.add_argument("--models", nargs="+", default=["cnn"], choices=["cnn", "deep"])
-    parser.add_argument("--engines", nargs="+", default=["minicnn", "torch"],
-                        choices=["minicnn", "torch"])  # fmt: skip
+    parser.add_argument(
+        "--engines", nargs="+", default=["minicnn", "torch"], choices=["minicnn", "torch"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--out", default="docs/seeds.md")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite the Markdown from the runs already made")  # fmt: skip
-    parser.add_argument("--results", default="docs/results/summary.json",
-                        help="the results table's runs, shown as seed 777's")  # fmt: skip
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the Markdown from the runs already made"
+    )
+    parser.add_argument(
+        "--results",
+        default="docs/results/summary.json",
+        help="the results table's runs, shown as seed 777's",
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -100,10 +116,15 @@ def main(argv: list[str] | None = None) -> None:
     if results.exists():  # the results table's runs: seed 777's, for the models run here
         models = {r["model"] for r in rows}
         rows = [r for r in rows if r["seed"] != RESULTS_SEED] + [
-            {"model": r["model"], "engine": r["engine"], "seed": RESULTS_SEED,
-             "accuracy": r["accuracy"]}
-            for r in json.loads(results.read_text()) if r["model"] in models
-        ]  # fmt: skip
+            {
+                "model": r["model"],
+                "engine": r["engine"],
+                "seed": RESULTS_SEED,
+                "accuracy": r["accuracy"],
+            }
+            for r in json.loads(results.read_text())
+            if r["model"] in models
+        ]
     targets = ", ".join(f"{m} ≥ {t}" for m, t in TARGETS.items())
     text = (
         f"# How much one seed decides\n\n"

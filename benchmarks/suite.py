@@ -162,8 +162,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     time.sleep(1)
     others = machine.others_cores(before, machine.cpu_times())
     if others is not None and others > QUIET_CORES:
-        print(f"  warning: other processes use {others:.1f} CPUs; they will disturb the "
-              "timings (torch's most)", flush=True)  # fmt: skip
+        print(
+            f"  warning: other processes use {others:.1f} CPUs; they will disturb the "
+            "timings (torch's most)",
+            flush=True,
+        )
 
     if args.skip_validation:
         record["validation"] = skipped

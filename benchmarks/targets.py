@@ -81,7 +81,7 @@ def ratios(record: dict) -> list[dict]:
                     "max": max(rounds),
                 }
                 if rounds
-                else None,  # fmt: skip
+                else None,
                 "torch_cuda_over_torch_cpu": ratio(
                     by_engine.get("torch-cuda"), by_engine.get("torch-cpu")
                 ),

@@ -71,20 +71,30 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if hints[field.name] is bool:
             add_switch(parser, flag, field.default, meta["help"])
             continue
-        kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],)
-                    if t is not type(None))  # fmt: skip
+        kind = next(
+            t
+            for t in typing.get_args(hints[field.name]) or (hints[field.name],)
+            if t is not type(None)
+        )
         text = meta["help"]
         if field.default is not None and "default" not in text:
             text += " (default: %(default)s)"
         metavar = meta.get("metavar") or (None if meta.get("choices") else METAVARS.get(kind))
-        parser.add_argument(flag, type=kind, default=field.default, choices=meta.get("choices"),
-                            metavar=metavar, help=text)  # fmt: skip
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=field.default,
+            choices=meta.get("choices"),
+            metavar=metavar,
+            help=text,
+        )
 
 
 def add_switch(parser: argparse.ArgumentParser, flag: str, default: bool, text: str) -> None:
     """A ``--x/--no-x`` pair whose help ends with its default."""
-    action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                 help=text)  # fmt: skip
+    action = parser.add_argument(
+        flag, action=argparse.BooleanOptionalAction, default=default, help=text
+    )
     if "%(default)" not in action.help:  # some Python versions add it themselves
         action.help += " (default: %(default)s)"
 
@@ -105,17 +115,19 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-register(Command(
-    name="train",
-    help="train the deck's CNN on MNIST and print its test accuracy",
-    description="Train the deck's CNN (or DeepCNN) on MNIST with Adam, as the deck's PyTorch "
-    "script does, with the minicnn engine or the torch reference, then print the accuracy on "
-    "the test images. Each epoch prints the deck's line ('[Epoch: N] cost = ...') plus its "
-    "time and speed. Ctrl-C finishes the batch, saves a checkpoint, prints the "
-    "command that resumes it and exits with code 130.",
-    add_arguments=lambda parser: add_dataclass_arguments(parser, TrainConfig),
-    run=_run_train,
-))  # fmt: skip
+register(
+    Command(
+        name="train",
+        help="train the deck's CNN on MNIST and print its test accuracy",
+        description="Train the deck's CNN (or DeepCNN) on MNIST with Adam, as the deck's PyTorch "
+        "script does, with the minicnn engine or the torch reference, then print the accuracy on "
+        "the test images. Each epoch prints the deck's line ('[Epoch: N] cost = ...') plus its "
+        "time and speed. Ctrl-C finishes the batch, saves a checkpoint, prints the "
+        "command that resumes it and exits with code 130.",
+        add_arguments=lambda parser: add_dataclass_arguments(parser, TrainConfig),
+        run=_run_train,
+    )
+)
 
 
 # -- eval -----------------------------------------------------------------------------------
@@ -123,17 +135,39 @@ register(Command(
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="a checkpoint written by minicnn train")
-    parser.add_argument("--data-dir", metavar="DIR", default=None,
-                        help="MNIST directory (default: $MINICNN_DATA, else ./data)")  # fmt: skip
-    parser.add_argument("--deck-eval", action="store_true",
-                        help="also run the deck's buggy evaluation (raw 0-255 pixels)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1000, metavar="N",
-                        help="test images per forward pass (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--test-limit", type=int, default=None, metavar="N",
-                        help="evaluate on the first N test images only (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="MNIST directory (default: $MINICNN_DATA, else ./data)",
+    )
+    parser.add_argument(
+        "--deck-eval",
+        action="store_true",
+        help="also run the deck's buggy evaluation (raw 0-255 pixels)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="test images per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test images only (default: all)",
+    )
     add_switch(parser, "--download", True, "download MNIST when it is not found")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads for the kernels (default: all cores)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the kernels (default: all cores)",
+    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -150,25 +184,31 @@ def _run_eval(args: argparse.Namespace) -> int:
     saved = load_checkpoint(args.path, with_optimizer=False)
     images, labels = load_mnist(ensure_mnist(args.data_dir, args.download), train=False)
     images, labels = images[: args.test_limit], labels[: args.test_limit]
-    print(f"{args.path}: {saved.model_name} ({saved.dtype}), trained for {saved.epoch} "
-          f"epoch(s), {saved.step} steps; {len(images)} test images")  # fmt: skip
+    print(
+        f"{args.path}: {saved.model_name} ({saved.dtype}), trained for {saved.epoch} "
+        f"epoch(s), {saved.step} steps; {len(images)} test images"
+    )
     print(f"Accuracy: {accuracy(model, images, labels, batch_size=args.batch_size):.4f}")
     if args.deck_eval:
         deck = accuracy(model, images, labels, raw=True, batch_size=args.batch_size)
-        print(f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
-              f"trained on 0-1 inputs): {deck:.4f}")  # fmt: skip
+        print(
+            f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
+            f"trained on 0-1 inputs): {deck:.4f}"
+        )
     return 0
 
 
-register(Command(
-    name="eval",
-    help="print a checkpoint's accuracy on the MNIST test images",
-    description="Load a checkpoint written by 'minicnn train' (either engine) into minicnn and "
-    "print its accuracy on the 10,000 MNIST test images, evaluated in batches without "
-    "gradients, in eval mode.",
-    add_arguments=_add_eval_arguments,
-    run=_run_eval,
-))  # fmt: skip
+register(
+    Command(
+        name="eval",
+        help="print a checkpoint's accuracy on the MNIST test images",
+        description="Load a checkpoint written by 'minicnn train' (either engine) into minicnn and "
+        "print its accuracy on the 10,000 MNIST test images, evaluated in batches without "
+        "gradients, in eval mode.",
+        add_arguments=_add_eval_arguments,
+        run=_run_eval,
+    )
+)
 
 
 # -- download -------------------------------------------------------------------------------
@@ -181,52 +221,62 @@ def _run_download(args: argparse.Namespace) -> int:
     return 0
 
 
-register(Command(
-    name="download",
-    help="download MNIST (checked against the published SHA-256 hashes)",
-    description="Download the four MNIST files into the data directory unless they are already "
-    "there, verified against their published SHA-256 hashes. Offline, point minicnn at local "
-    "copies with --data-dir DIR or MINICNN_DATA=DIR instead.",
-    add_arguments=lambda parser: parser.add_argument(
-        "--data-dir", metavar="DIR", default=None,
-        help="where to put MNIST (default: $MINICNN_DATA, else ./data)",
-    ),
-    run=_run_download,
-))  # fmt: skip
+register(
+    Command(
+        name="download",
+        help="download MNIST (checked against the published SHA-256 hashes)",
+        description="Download the four MNIST files into the data directory unless they are already "
+        "there, verified against their published SHA-256 hashes. Offline, point minicnn at local "
+        "copies with --data-dir DIR or MINICNN_DATA=DIR instead.",
+        add_arguments=lambda parser: parser.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            default=None,
+            help="where to put MNIST (default: $MINICNN_DATA, else ./data)",
+        ),
+        run=_run_download,
+    )
+)
 
 
 # -- summary, show, gradcheck: the engine opened up (each command's logic in its module) ------
 
-register(Command(
-    name="summary",
-    help="per layer: shapes, the size formula, parameters, mult-adds",
-    description="Run the deck's CNN (or DeepCNN) on one 28x28 image and print, for every layer, "
-    "its input and output shapes, the numbers put into the deck's output-size formula "
-    "O = floor((I - K + 2P) / S) + 1, its parameters and its multiply-adds, then the totals.",
-    add_arguments=summarize.add_arguments,
-    run=summarize.run_command,
-))  # fmt: skip
+register(
+    Command(
+        name="summary",
+        help="per layer: shapes, the size formula, parameters, mult-adds",
+        description="Run the deck's CNN (or DeepCNN) on one 28x28 image and print, for every "
+        "layer, its input and output shapes, the numbers put into the deck's output-size formula "
+        "O = floor((I - K + 2P) / S) + 1, its parameters and its multiply-adds, then the totals.",
+        add_arguments=summarize.add_arguments,
+        run=summarize.run_command,
+    )
+)
 
-register(Command(
-    name="show",
-    help="draw a checkpoint's kernels, feature maps and a prediction",
-    description="Write PNGs for a checkpoint: the learned first-layer kernels, one test "
-    "digit's feature maps after each block, and the digit's softmax probabilities. Needs "
-    "matplotlib (pip install 'minicnn[plot]').",
-    add_arguments=show.add_arguments,
-    run=show.run_command,
-))  # fmt: skip
+register(
+    Command(
+        name="show",
+        help="draw a checkpoint's kernels, feature maps and a prediction",
+        description="Write PNGs for a checkpoint: the learned first-layer kernels, one test "
+        "digit's feature maps after each block, and the digit's softmax probabilities. Needs "
+        "matplotlib (pip install 'minicnn[plot]').",
+        add_arguments=show.add_arguments,
+        run=show.run_command,
+    )
+)
 
-register(Command(
-    name="gradcheck",
-    help="check every backward pass against central differences",
-    description="Central-difference gradient checks in float64 for every layer type (Conv2d "
-    "with stride, padding, dilation and groups, the pools, ReLU, Linear, Flatten, Dropout with "
-    "a fixed mask, CrossEntropyLoss): one relative error per gradient; exit code 1 when any "
-    "exceeds the tolerance.",
-    add_arguments=gradcheck.add_arguments,
-    run=gradcheck.run_command,
-))  # fmt: skip
+register(
+    Command(
+        name="gradcheck",
+        help="check every backward pass against central differences",
+        description="Central-difference gradient checks in float64 for every layer type (Conv2d "
+        "with stride, padding, dilation and groups, the pools, ReLU, Linear, Flatten, Dropout with "
+        "a fixed mask, CrossEntropyLoss): one relative error per gradient; exit code 1 when any "
+        "exceeds the tolerance.",
+        add_arguments=gradcheck.add_arguments,
+        run=gradcheck.run_command,
+    )
+)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -244,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS.values():
-        sub = subparsers.add_parser(command.name, help=command.help,
-                                    description=command.description)  # fmt: skip
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.description
+        )
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser

@@ -73,7 +73,7 @@ class DeepCNN(nn.Module):
         self.layer3 = nn.Sequential(
             nn.Conv2d(
                 64, 128, kernel_size=3, stride=1, padding=1, dtype=dtype, generator=generator
-            ),  # fmt: skip
+            ),
             nn.ReLU(),
             nn.MaxPool2d(kernel_size=2, stride=2, padding=1),
         )

@@ -129,9 +129,16 @@ class TorchEngine:
         if self.device == "cuda":
             rng_state["torch_cuda"] = _hex(torch.cuda.get_rng_state(self.torch_device))
         save_checkpoint(
-            path, twin, model_name=self.config.model, optimizer=twin_optimizer, epoch=epoch,
-            step=step, config=config, rng_state=rng_state, metrics=metrics,
-        )  # fmt: skip
+            path,
+            twin,
+            model_name=self.config.model,
+            optimizer=twin_optimizer,
+            epoch=epoch,
+            step=step,
+            config=config,
+            rng_state=rng_state,
+            metrics=metrics,
+        )
 
     def restore(self, checkpoint: Checkpoint) -> None:
         if checkpoint.optimizer_state is None:

@@ -21,8 +21,9 @@ def to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def assert_close(actual, expected, what: str = "array", tolerance: float | None = None,
-                 scale: float = 0.0) -> None:  # fmt: skip
+def assert_close(
+    actual, expected, what: str = "array", tolerance: float | None = None, scale: float = 0.0
+) -> None:
     """Same shape, same dtype, same non-finite entries, finite entries within tolerance.
 
     The error is measured against the largest magnitude of ``expected``, or ``scale`` when
@@ -35,9 +36,11 @@ def assert_close(actual, expected, what: str = "array", tolerance: float | None 
     tolerance = TOLERANCE[expected.dtype] if tolerance is None else tolerance
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaNs")
-    np.testing.assert_array_equal(actual[~finite & ~np.isnan(expected)],
-                                  expected[~finite & ~np.isnan(expected)],
-                                  err_msg=f"{what}: infinities")  # fmt: skip
+    np.testing.assert_array_equal(
+        actual[~finite & ~np.isnan(expected)],
+        expected[~finite & ~np.isnan(expected)],
+        err_msg=f"{what}: infinities",
+    )
     if not finite.any():
         return
     scale = max(np.abs(expected[finite]).max(), scale)
@@ -93,10 +96,13 @@ def compare_with_torch(name: str, *arrays, seed: int = 0, **kwargs) -> None:
     grad = np.random.default_rng(seed).standard_normal(ours.shape).astype(ours.dtype)
     scales = term_scales(name, arrays, grad, kwargs)
     tensors = [
-        None if a is None else
-        torch.tensor(a, requires_grad=np.issubdtype(a.dtype, np.floating) and i < _n_diff(name))
+        None
+        if a is None
+        else torch.tensor(
+            a, requires_grad=np.issubdtype(a.dtype, np.floating) and i < _n_diff(name)
+        )
         for i, a in enumerate(arrays)
-    ]  # fmt: skip
+    ]
     theirs = getattr(TF, name)(*tensors, **kwargs)
     assert_close(ours, theirs, f"{name} forward", scale=scales[0])
 
@@ -106,8 +112,9 @@ def compare_with_torch(name: str, *arrays, seed: int = 0, **kwargs) -> None:
         if tensor is None or not tensor.requires_grad:
             continue
         assert our_grads[i] is not None, f"{name}: gradient {i} missing"
-        assert_close(our_grads[i], tensor.grad, f"{name} gradient of argument {i}",
-                     scale=scales[1 + i])  # fmt: skip
+        assert_close(
+            our_grads[i], tensor.grad, f"{name} gradient of argument {i}", scale=scales[1 + i]
+        )
 
 
 def _n_diff(name: str) -> int:

@@ -37,8 +37,11 @@ def conv2d_cases(draw):
     kH, kW = draw(kernel_sizes)
     dilation = draw(dilations)
     stride = draw(strides)
-    padding_forms = [st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),
-                     st.just("valid")]  # fmt: skip
+    padding_forms = [
+        st.integers(0, 3),
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        st.just("valid"),
+    ]
     if _pair(stride) == (1, 1):
         padding_forms.append(st.just("same"))
     padding = draw(st.one_of(padding_forms))
@@ -63,8 +66,9 @@ def pool_cases(draw, kind: str):
     kH, kW = draw(kernel_sizes)
     stride = draw(st.none() | strides)
     padding = (draw(st.integers(0, kH // 2)), draw(st.integers(0, kW // 2)))
-    kwargs = dict(kernel_size=(kH, kW), stride=stride, padding=padding,
-                  ceil_mode=draw(st.booleans()))  # fmt: skip
+    kwargs = dict(
+        kernel_size=(kH, kW), stride=stride, padding=padding, ceil_mode=draw(st.booleans())
+    )
     dH = dW = 1
     if kind == "max":
         dilation = draw(dilations)
@@ -75,8 +79,12 @@ def pool_cases(draw, kind: str):
         kwargs["divisor_override"] = draw(st.none() | st.integers(1, 9))
     min_h = max(1, dH * (kH - 1) + 1 - 2 * padding[0])
     min_w = max(1, dW * (kW - 1) + 1 - 2 * padding[1])
-    shape = (draw(batch), draw(channels), min_h + draw(st.integers(0, 7)),
-             min_w + draw(st.integers(0, 7)))  # fmt: skip
+    shape = (
+        draw(batch),
+        draw(channels),
+        min_h + draw(st.integers(0, 7)),
+        min_w + draw(st.integers(0, 7)),
+    )
     return arrays(draw, shape, dtype, distinct=kind == "max"), kwargs
 
 
@@ -133,8 +141,11 @@ def winograd_conv2d_cases(draw):
     """(x, weight, bias or None, kwargs) for a 3x3 conv2d at stride 1: Winograd's kind, odd
     and even output sizes, every padding form."""
     dtype = draw(dtypes)
-    padding = draw(st.integers(0, 3) | st.tuples(st.integers(0, 3), st.integers(0, 3))
-                   | st.sampled_from(["same", "valid"]))  # fmt: skip
+    padding = draw(
+        st.integers(0, 3)
+        | st.tuples(st.integers(0, 3), st.integers(0, 3))
+        | st.sampled_from(["same", "valid"])
+    )
     pad = {"same": (1, 1), "valid": (0, 0)}.get(padding) if isinstance(padding, str) else None
     pad = pad or _pair(padding)
     H = max(1, 3 - 2 * pad[0]) + draw(st.integers(0, 8))

@@ -22,8 +22,17 @@ from tests.strategies import (
 )
 from tests.strategies_nn import sequential_cases, wrong
 
-MODULES = ["Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "Linear", "Flatten", "Dropout",
-           "Sequential", "CrossEntropyLoss"]  # fmt: skip
+MODULES = [
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "ReLU",
+    "Linear",
+    "Flatten",
+    "Dropout",
+    "Sequential",
+    "CrossEntropyLoss",
+]
 SEEDED = ("Conv2d", "Linear", "Dropout")  # layers that draw random numbers take a generator
 
 
@@ -31,8 +40,9 @@ def build(kind: str, kwargs: dict) -> nn.Module:
     """``nn.<kind>(**kwargs)``; a Sequential's kwargs are its layers' specifications."""
     if kind == "Sequential":
         # a specification is built; anything else (a junk layer) is passed on as it is
-        return nn.Sequential(*(build(*layer) if isinstance(layer, tuple) else layer
-                               for layer in kwargs["layers"]))  # fmt: skip
+        return nn.Sequential(
+            *(build(*layer) if isinstance(layer, tuple) else layer for layer in kwargs["layers"])
+        )
     if kind in SEEDED and "generator" not in kwargs:
         kwargs = dict(kwargs, generator=np.random.default_rng(0))
     return getattr(nn, kind)(**kwargs)
@@ -44,16 +54,23 @@ def valid_modules(draw, kind: str) -> tuple[dict, tuple]:
     if kind == "Conv2d":
         x, w, b, conv = draw(conv2d_cases())
         C_out, Cg, kH, kW = w.shape
-        kwargs = dict(in_channels=Cg * conv["groups"], out_channels=C_out, kernel_size=(kH, kW),
-                      **conv, bias=b is not None, dtype=x.dtype)  # fmt: skip
+        kwargs = dict(
+            in_channels=Cg * conv["groups"],
+            out_channels=C_out,
+            kernel_size=(kH, kW),
+            **conv,
+            bias=b is not None,
+            dtype=x.dtype,
+        )
         return kwargs, (x,)
     if kind in ("MaxPool2d", "AvgPool2d"):
         x, kwargs = draw(pool_cases(kind[:3].lower()))
         return kwargs, (x,)
     if kind == "Linear":
         x, w, b = draw(linear_cases())
-        kwargs = dict(in_features=w.shape[1], out_features=w.shape[0], bias=b is not None,
-                      dtype=x.dtype)  # fmt: skip
+        kwargs = dict(
+            in_features=w.shape[1], out_features=w.shape[0], bias=b is not None, dtype=x.dtype
+        )
         return kwargs, (x,)
     if kind == "CrossEntropyLoss":
         logits, target, kwargs = draw(cross_entropy_cases())
@@ -73,8 +90,10 @@ def valid_modules(draw, kind: str) -> tuple[dict, tuple]:
     return {}, (x,)
 
 
-_POSITIONAL = {"Conv2d": ("in_channels", "out_channels", "kernel_size"),
-               "Linear": ("in_features", "out_features")}  # fmt: skip
+_POSITIONAL = {
+    "Conv2d": ("in_channels", "out_channels", "kernel_size"),
+    "Linear": ("in_features", "out_features"),
+}
 
 
 @st.composite
@@ -90,8 +109,11 @@ def wrong_kwargs(draw, kwargs: dict) -> dict:
         return kwargs
     for key in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
         if key == "dtype":
-            kwargs[key] = draw(st.sampled_from([np.float16, np.int64, np.bool_, "bogus", 3, None,
-                                                "float64", np.complex64]))  # fmt: skip
+            kwargs[key] = draw(
+                st.sampled_from(
+                    [np.float16, np.int64, np.bool_, "bogus", 3, None, "float64", np.complex64]
+                )
+            )
         elif key == "generator":
             kwargs[key] = draw(st.sampled_from([0, "rng", np.random.RandomState(0)]))
         else:
@@ -136,21 +158,46 @@ def wrong_state(draw, state: dict) -> dict:
 
 
 OPTIMIZERS = {
-    "SGD": lambda: dict(lr=st.sampled_from([0.0, 0.01, 0.5]), momentum=st.sampled_from([0.0, 0.9]),
-                        dampening=st.just(0.0), weight_decay=st.sampled_from([0.0, 0.1]),
-                        nesterov=st.booleans(), maximize=st.booleans()),
-    "Adam": lambda: dict(lr=st.sampled_from([0.0, 1e-3, 0.5]), betas=st.just((0.9, 0.999)),
-                         eps=st.sampled_from([1e-8, 0.0]), weight_decay=st.sampled_from([0, 0.1]),
-                         amsgrad=st.booleans(), maximize=st.booleans()),
-    "AdamW": lambda: dict(lr=st.sampled_from([1e-3, 0.5]), betas=st.just((0.5, 0.0)),
-                          weight_decay=st.sampled_from([0.0, 1e-2]), amsgrad=st.booleans()),
-}  # fmt: skip
+    "SGD": lambda: dict(
+        lr=st.sampled_from([0.0, 0.01, 0.5]),
+        momentum=st.sampled_from([0.0, 0.9]),
+        dampening=st.just(0.0),
+        weight_decay=st.sampled_from([0.0, 0.1]),
+        nesterov=st.booleans(),
+        maximize=st.booleans(),
+    ),
+    "Adam": lambda: dict(
+        lr=st.sampled_from([0.0, 1e-3, 0.5]),
+        betas=st.just((0.9, 0.999)),
+        eps=st.sampled_from([1e-8, 0.0]),
+        weight_decay=st.sampled_from([0, 0.1]),
+        amsgrad=st.booleans(),
+        maximize=st.booleans(),
+    ),
+    "AdamW": lambda: dict(
+        lr=st.sampled_from([1e-3, 0.5]),
+        betas=st.just((0.5, 0.0)),
+        weight_decay=st.sampled_from([0.0, 1e-2]),
+        amsgrad=st.booleans(),
+    ),
+}
 
 
 # each wrong for some hyperparameter: out of range, NaN, not a number, a pair for a number, a
 # number for a pair, too large for a float, a string posing as a bool
-WRONG_HYPERPARAMETERS = [-1.0, float("nan"), "0.1", None, (0.9,), 1j, 10**400, (0.9, 1.5),
-                         [0.9, 0.99], np.array(0.1), "False"]  # fmt: skip
+WRONG_HYPERPARAMETERS = [
+    -1.0,
+    float("nan"),
+    "0.1",
+    None,
+    (0.9,),
+    1j,
+    10**400,
+    (0.9, 1.5),
+    [0.9, 0.99],
+    np.array(0.1),
+    "False",
+]
 
 
 @st.composite
@@ -173,9 +220,24 @@ def optimizer_cases(draw) -> tuple[str, list, dict, str]:
     if what == "build":
         key = draw(st.sampled_from([*sorted(kwargs), "params"]))
         if key == "params":
-            return name, draw(st.sampled_from([[], [np.zeros(2)], None, params[0], [{}],
-                                               [{"params": params, "lr": -1.0}],
-                                               {"params": params}])), kwargs, what  # fmt: skip
+            return (
+                name,
+                draw(
+                    st.sampled_from(
+                        [
+                            [],
+                            [np.zeros(2)],
+                            None,
+                            params[0],
+                            [{}],
+                            [{"params": params, "lr": -1.0}],
+                            {"params": params},
+                        ]
+                    )
+                ),
+                kwargs,
+                what,
+            )
         kwargs[key] = draw(st.sampled_from(WRONG_HYPERPARAMETERS))
     elif what == "step":
         param = params[draw(st.integers(0, len(params) - 1))]
@@ -186,8 +248,22 @@ def optimizer_cases(draw) -> tuple[str, list, dict, str]:
 @st.composite
 def wrong_optimizer_state(draw, state: dict) -> object:
     """An optimizer's ``state_dict()`` with one part made wrong (or not a dict at all)."""
-    how = draw(st.sampled_from(["junk", "groups", "group", "params", "buffers", "buffer", "step",
-                                "number", "drop", "hyper"]))  # fmt: skip
+    how = draw(
+        st.sampled_from(
+            [
+                "junk",
+                "groups",
+                "group",
+                "params",
+                "buffers",
+                "buffer",
+                "step",
+                "number",
+                "drop",
+                "hyper",
+            ]
+        )
+    )
     groups, buffers = state["param_groups"], state["state"]
     if how == "junk":
         return draw(st.sampled_from([None, [], {"state": {}}, {"state": [], "param_groups": []}]))

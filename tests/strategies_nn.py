@@ -74,19 +74,73 @@ def valid_calls(draw, name: str) -> dict:
     return dict(shape=x.shape, p=p)
 
 
-_WITH_BACKWARD = ("conv2d", "max_pool2d", "avg_pool2d", "relu", "linear", "dropout", "softmax",
-                  "log_softmax", "cross_entropy")  # fmt: skip
-OPS = [*_WITH_BACKWARD, *(f"{base}_backward" for base in _WITH_BACKWARD), "flatten",
-       "dropout_mask"]  # fmt: skip
+_WITH_BACKWARD = (
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "relu",
+    "linear",
+    "dropout",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+)
+OPS = [*_WITH_BACKWARD, *(f"{base}_backward" for base in _WITH_BACKWARD), "flatten", "dropout_mask"]
 
 # wrong values of every kind: sizes out of range (also past 32 and 64 bits), bools posing as
 # ints, floats, strings, containers of the wrong length, NaN and infinities, objects
-JUNK = [-1, 0, 1, 2, 7, 1.5, -0.5, float("nan"), float("inf"), -float("inf"), 10**6, -10**6,
-        2**31, 2**63, 10**400, (1,), (2, 1), (1, 2, 3), (0, 2), (2**40, 1), [2, 2], (), "same",
-        "valid", "full", "", "mean", b"2", None, True, False, 1j, np.int64(2), np.float32(0.5),
-        np.array(2), np.array([2, 2]), object()]  # fmt: skip
-ODD_DTYPES = [np.float16, np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_,
-              np.complex128, np.longdouble, ">f8", object]  # fmt: skip
+JUNK = [
+    -1,
+    0,
+    1,
+    2,
+    7,
+    1.5,
+    -0.5,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    10**6,
+    -(10**6),
+    2**31,
+    2**63,
+    10**400,
+    (1,),
+    (2, 1),
+    (1, 2, 3),
+    (0, 2),
+    (2**40, 1),
+    [2, 2],
+    (),
+    "same",
+    "valid",
+    "full",
+    "",
+    "mean",
+    b"2",
+    None,
+    True,
+    False,
+    1j,
+    np.int64(2),
+    np.float32(0.5),
+    np.array(2),
+    np.array([2, 2]),
+    object(),
+]
+ODD_DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int64,
+    np.int32,
+    np.uint8,
+    np.bool_,
+    np.complex128,
+    np.longdouble,
+    ">f8",
+    object,
+]
 
 
 def strided(value: np.ndarray) -> np.ndarray:
@@ -108,8 +162,11 @@ def wrong(draw, value):
             return draw(st.sampled_from(JUNK))
         shape = tuple(draw(st.lists(st.integers(0, 4), max_size=5)))
         return arrays(draw, shape, draw(dtypes))
-    how = draw(st.sampled_from(["dtype", "drop", "add", "resize", "list", "0-d", "values", "T",
-                                "strided", "empty"]))  # fmt: skip
+    how = draw(
+        st.sampled_from(
+            ["dtype", "drop", "add", "resize", "list", "0-d", "values", "T", "strided", "empty"]
+        )
+    )
     if how == "dtype":
         return value.astype(draw(st.sampled_from(ODD_DTYPES)))
     if how == "drop" and value.ndim and value.shape[0]:
@@ -158,13 +215,22 @@ def sequential_cases(draw):
     _, _, oH, oW = F.conv2d(x, w, b, **conv).shape  # (N, C_out, oH, oW)
     kernel = (draw(st.integers(1, min(oH, 3))), draw(st.integers(1, min(oW, 3))))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    pool = dict(kernel_size=kernel, stride=draw(st.none() | st.integers(1, 2)), padding=padding,
-                ceil_mode=draw(st.booleans()))  # fmt: skip
+    pool = dict(
+        kernel_size=kernel,
+        stride=draw(st.none() | st.integers(1, 2)),
+        padding=padding,
+        ceil_mode=draw(st.booleans()),
+    )
     kind = draw(st.sampled_from(["MaxPool2d", "AvgPool2d"]))
     pooled = getattr(F, "max_pool2d" if kind == "MaxPool2d" else "avg_pool2d")(
         np.zeros((1, 1, oH, oW)), **pool
     )  # (1, 1, pH, pW)
     features = C_out * pooled.shape[2] * pooled.shape[3]
-    layers = [conv_layer, ("ReLU", (), {}), (kind, (), pool), ("Flatten", (), {}),
-              ("Linear", (features, draw(st.integers(1, 6))), {})]  # fmt: skip
+    layers = [
+        conv_layer,
+        ("ReLU", (), {}),
+        (kind, (), pool),
+        ("Flatten", (), {}),
+        ("Linear", (features, draw(st.integers(1, 6))), {}),
+    ]
     return layers, x

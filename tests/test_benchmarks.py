@@ -131,9 +131,13 @@ def test_flops_of_the_cnn():
 def test_seed_table_gives_each_engines_spread():
     rows = [
         {"model": "cnn", "engine": engine, "seed": seed, "accuracy": accuracy}
-        for engine, seed, accuracy in [("minicnn", 1, 0.9890), ("minicnn", 2, 0.9902),
-                                       ("torch", 1, 0.9897), ("torch", 2, 0.9885)]
-    ]  # fmt: skip
+        for engine, seed, accuracy in [
+            ("minicnn", 1, 0.9890),
+            ("minicnn", 2, 0.9902),
+            ("torch", 1, 0.9897),
+            ("torch", 2, 0.9885),
+        ]
+    ]
     lines = seeds.table(rows, ["minicnn", "torch"]).splitlines()
     assert lines[2:] == [
         "| cnn | 1 | 0.9890 | 0.9897 |",
@@ -161,7 +165,18 @@ def test_each_timed_sample_follows_an_untimed_step_of_its_engine():
     runners = [_CountingRunner("a", calls), _CountingRunner("b", calls)]
     found = timing.measure(runners, "train", repeats=3, target_s=0.01, warmup=2)
     samples = calls[6:]  # after 2 warm-up and 2 calibration steps of each
-    assert samples == [("a", 1), ("a", 10), ("b", 1), ("b", 10),
-                       ("b", 1), ("b", 10), ("a", 1), ("a", 10),
-                       ("a", 1), ("a", 10), ("b", 1), ("b", 10)]  # fmt: skip
+    assert samples == [
+        ("a", 1),
+        ("a", 10),
+        ("b", 1),
+        ("b", 10),
+        ("b", 1),
+        ("b", 10),
+        ("a", 1),
+        ("a", 10),
+        ("a", 1),
+        ("a", 10),
+        ("b", 1),
+        ("b", 10),
+    ]
     assert found["a"]["step_s"] == pytest.approx(0.001)

@@ -71,8 +71,12 @@ def test_round_trip(tmp_path, name, dtype):
     model = make_model(name, dtype)
     path = tmp_path / "ckpt.safetensors"
     metrics = [{"epoch": 1, "loss": 0.25, "accuracy": 0.9}]
-    assert save_checkpoint(path, model, model_name=name, epoch=2, step=600, config=Config(),
-                           metrics=metrics) == path  # fmt: skip
+    assert (
+        save_checkpoint(
+            path, model, model_name=name, epoch=2, step=600, config=Config(), metrics=metrics
+        )
+        == path
+    )
     ckpt = load_checkpoint(path)
     assert_same_arrays(ckpt.state_dict, model.state_dict())
     assert (ckpt.model_name, ckpt.dtype, ckpt.epoch, ckpt.step) == (name, np.dtype(dtype), 2, 600)
@@ -94,8 +98,18 @@ def test_file_layout(tmp_path):
     assert list(st.load_file(path)) != [] and set(st.load_file(path)) == set(model.state_dict())
     meta = st.load_metadata(path)
     assert meta["format"] == "pt" and meta["checkpoint_format"] == "minicnn.io.checkpoint"
-    assert {"model_name", "dtype", "epoch", "step", "config", "rng_state", "metrics",
-            "optimizer", "checksum", "checkpoint_version"} <= set(meta)  # fmt: skip
+    assert {
+        "model_name",
+        "dtype",
+        "epoch",
+        "step",
+        "config",
+        "rng_state",
+        "metrics",
+        "optimizer",
+        "checksum",
+        "checkpoint_version",
+    } <= set(meta)
     assert sidecar_path(path).name == "ckpt.optim.safetensors"
     assert sidecar_path(path).exists()  # SGD without momentum: an empty sidecar
 
@@ -298,8 +312,10 @@ def test_optimizer_resumes_bit_identically(tmp_path, kind):
     model = make_model("cnn")
     optimizer = OPTIMIZERS[kind](model.parameters())
     rng = np.random.default_rng(1)
-    gradients = [[rng.standard_normal(p.shape).astype(np.float32) for p in model.parameters()]
-                 for _ in range(6)]  # fmt: skip
+    gradients = [
+        [rng.standard_normal(p.shape).astype(np.float32) for p in model.parameters()]
+        for _ in range(6)
+    ]
     gradients[0][1] = None  # the bias of layer1 misses a step, so its step count differs
     train_steps(model, optimizer, gradients[:3])
 

@@ -44,10 +44,26 @@ def accuracy_in(text: str, label: str = "Accuracy") -> float:
 def smoke(mnist_dir, tmp_path_factory):
     """One short minicnn run through the CLI, shared by the tests that inspect its outputs."""
     tmp = tmp_path_factory.mktemp("smoke")
-    argv = ["train", "--model", "cnn", "--epochs", "1", "--train-limit", "6000",
-            "--test-limit", "2000", "--data-dir", str(mnist_dir), "--save",
-            str(tmp / "cnn.safetensors"), "--plot", str(tmp / "cnn.png"), "--deck-eval",
-            "--progress", "none"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "cnn",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "6000",
+        "--test-limit",
+        "2000",
+        "--data-dir",
+        str(mnist_dir),
+        "--save",
+        str(tmp / "cnn.safetensors"),
+        "--plot",
+        str(tmp / "cnn.png"),
+        "--deck-eval",
+        "--progress",
+        "none",
+    ]
     code, out, err = run(argv)
     assert code == 0, err
     return tmp, out
@@ -75,8 +91,9 @@ def test_subcommand_help_is_complete(name):
 
 
 def test_python_dash_m_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "minicnn", "--version"], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "minicnn", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.startswith("minicnn "), done.stderr
 
 
@@ -90,8 +107,10 @@ def test_train_prints_the_decks_epoch_line_and_reaches_the_accuracy(smoke):
 
 def test_deck_eval_prints_both_accuracies(smoke):
     _, out = smoke
-    label = ("Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
-             "trained on 0-1 inputs)")  # fmt: skip
+    label = (
+        "Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
+        "trained on 0-1 inputs)"
+    )
     raw = accuracy_in(out, label)
     assert 0 <= raw <= 1 and raw != accuracy_in(out)
 
@@ -118,8 +137,17 @@ def test_eval_of_the_checkpoint_gives_the_same_accuracy(smoke, mnist_dir):
     tmp, out = smoke
     checkpoint = load_checkpoint(tmp / "cnn.safetensors")
     assert (checkpoint.epoch, checkpoint.step, checkpoint.config["train_limit"]) == (1, 60, 6000)
-    code, evaluated, err = run(["eval", str(tmp / "cnn.safetensors"), "--data-dir",
-                                str(mnist_dir), "--test-limit", "2000", "--deck-eval"])  # fmt: skip
+    code, evaluated, err = run(
+        [
+            "eval",
+            str(tmp / "cnn.safetensors"),
+            "--data-dir",
+            str(mnist_dir),
+            "--test-limit",
+            "2000",
+            "--deck-eval",
+        ]
+    )
     assert code == 0, err
     assert accuracy_in(evaluated) == accuracy_in(out)
     assert "raw 0-255 pixels" in evaluated
@@ -128,9 +156,27 @@ def test_eval_of_the_checkpoint_gives_the_same_accuracy(smoke, mnist_dir):
 def train_with_torch(device: str, mnist_dir, path) -> tuple[int, str, str]:
     """``minicnn train --engine torch`` for one epoch of 1,000 images, tested on 500, saved
     to ``path``: its exit code, stdout and stderr."""
-    return run(["train", "--engine", "torch", "--device", device, "--epochs", "1",
-                "--train-limit", "1000", "--test-limit", "500", "--data-dir", str(mnist_dir),
-                "--save", str(path), "--progress", "none"])  # fmt: skip
+    return run(
+        [
+            "train",
+            "--engine",
+            "torch",
+            "--device",
+            device,
+            "--epochs",
+            "1",
+            "--train-limit",
+            "1000",
+            "--test-limit",
+            "500",
+            "--data-dir",
+            str(mnist_dir),
+            "--save",
+            str(path),
+            "--progress",
+            "none",
+        ]
+    )
 
 
 def test_torch_engine_trains_from_the_same_command_and_loads_into_minicnn(mnist_dir, tmp_path):
@@ -164,8 +210,21 @@ def test_cuda_without_cuda_is_a_clear_error(mnist_dir):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, _, err = run(["train", "--engine", "torch", "--device", "cuda", "--data-dir",
-                        str(mnist_dir), "--train-limit", "100", "--test-limit", "10"])  # fmt: skip
+    code, _, err = run(
+        [
+            "train",
+            "--engine",
+            "torch",
+            "--device",
+            "cuda",
+            "--data-dir",
+            str(mnist_dir),
+            "--train-limit",
+            "100",
+            "--test-limit",
+            "10",
+        ]
+    )
     assert code == 1 and "--device cuda" in err and "no CUDA device" in err
 
 

@@ -36,8 +36,9 @@ def test_fast_conv2d_matches_its_numpy_twin(case):
     with use_backend("numba"):
         assert_close(F.conv2d(x, w, b, **kwargs), expected, "forward", scale=scales[0])
         ours = F.conv2d_backward(grad, x, w, **kwargs)
-        for name, mine, twin, scale in zip(("input", "weight", "bias"), ours, expected_grads,
-                                           scales[1:]):  # fmt: skip
+        for name, mine, twin, scale in zip(
+            ("input", "weight", "bias"), ours, expected_grads, scales[1:]
+        ):
             assert_close(mine, twin, f"gradient of {name}", scale=scale)
 
 
@@ -82,9 +83,14 @@ def test_float32_is_kept_float32(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=(2, 1)),
-     dict(groups=2, padding="same"), dict(stride=(1, 2), padding="valid", dilation=2)],
-)  # fmt: skip
+    [
+        dict(),
+        dict(stride=2, padding=1),
+        dict(padding=(2, 1), dilation=(2, 1)),
+        dict(groups=2, padding="same"),
+        dict(stride=(1, 2), padding="valid", dilation=2),
+    ],
+)
 def test_conv2d_gradcheck(backend, kwargs):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 4, 6, 5))

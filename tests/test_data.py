@@ -182,10 +182,21 @@ def _missing(tmp_path):
 
 @pytest.mark.parametrize(
     "broken",
-    [_truncated_gz, _corrupt_gz, _not_gz, _wrong_magic, _payload_short, _payload_long,
-     _short_header, _label_too_big, _count_mismatch, _image_size, _missing],
+    [
+        _truncated_gz,
+        _corrupt_gz,
+        _not_gz,
+        _wrong_magic,
+        _payload_short,
+        _payload_long,
+        _short_header,
+        _label_too_big,
+        _count_mismatch,
+        _image_size,
+        _missing,
+    ],
     ids=lambda f: f.__name__.strip("_"),
-)  # fmt: skip
+)
 def test_broken_files_name_the_file(tmp_path, broken):
     images, labels, expected = broken(tmp_path)
     images = images or write(tmp_path / "train-images-idx3-ubyte.gz", idx_bytes(IMAGES))

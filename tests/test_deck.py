@@ -63,23 +63,54 @@ def test_the_output_size_formula():
 
 def _blocks(lib, deep: bool) -> list:
     """The deck's layers, in order, from torch.nn or minicnn.nn."""
-    layers = [lib.Conv2d(1, 32, kernel_size=3, stride=1, padding=1), lib.ReLU(),
-              lib.MaxPool2d(kernel_size=2, stride=2),
-              lib.Conv2d(32, 64, kernel_size=3, stride=1, padding=1), lib.ReLU(),
-              lib.MaxPool2d(kernel_size=2, stride=2)]  # fmt: skip
+    layers = [
+        lib.Conv2d(1, 32, kernel_size=3, stride=1, padding=1),
+        lib.ReLU(),
+        lib.MaxPool2d(kernel_size=2, stride=2),
+        lib.Conv2d(32, 64, kernel_size=3, stride=1, padding=1),
+        lib.ReLU(),
+        lib.MaxPool2d(kernel_size=2, stride=2),
+    ]
     if not deep:
         return layers + [lib.Flatten(), lib.Linear(7 * 7 * 64, 10)]
-    return layers + [lib.Conv2d(64, 128, kernel_size=3, stride=1, padding=1), lib.ReLU(),
-                     lib.MaxPool2d(kernel_size=2, stride=2, padding=1), lib.Flatten(),
-                     lib.Linear(4 * 4 * 128, 625), lib.ReLU(), lib.Linear(625, 10)]  # fmt: skip
+    return layers + [
+        lib.Conv2d(64, 128, kernel_size=3, stride=1, padding=1),
+        lib.ReLU(),
+        lib.MaxPool2d(kernel_size=2, stride=2, padding=1),
+        lib.Flatten(),
+        lib.Linear(4 * 4 * 128, 625),
+        lib.ReLU(),
+        lib.Linear(625, 10),
+    ]
 
 
 SHAPES = {  # (C, H, W) or (features,) after each layer
-    False: [(32, 28, 28), (32, 28, 28), (32, 14, 14), (64, 14, 14), (64, 14, 14), (64, 7, 7),
-            (3136,), (10,)],
-    True: [(32, 28, 28), (32, 28, 28), (32, 14, 14), (64, 14, 14), (64, 14, 14), (64, 7, 7),
-           (128, 7, 7), (128, 7, 7), (128, 4, 4), (2048,), (625,), (625,), (10,)],
-}  # fmt: skip
+    False: [
+        (32, 28, 28),
+        (32, 28, 28),
+        (32, 14, 14),
+        (64, 14, 14),
+        (64, 14, 14),
+        (64, 7, 7),
+        (3136,),
+        (10,),
+    ],
+    True: [
+        (32, 28, 28),
+        (32, 28, 28),
+        (32, 14, 14),
+        (64, 14, 14),
+        (64, 14, 14),
+        (64, 7, 7),
+        (128, 7, 7),
+        (128, 7, 7),
+        (128, 4, 4),
+        (2048,),
+        (625,),
+        (625,),
+        (10,),
+    ],
+}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

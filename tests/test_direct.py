@@ -38,8 +38,9 @@ def test_fast_direct_conv_matches_the_twin(case):
         out = F.conv2d(x, w, b, **kwargs)
         grads = F.conv2d_backward(grad, x, w, **kwargs)
     assert_close(out, expected, "forward", 1e-13, scales[0])  # is only as exact as its terms
-    for name, mine, twin, scale in zip(("input", "weight", "bias"), grads, expected_grads,
-                                       scales[1:]):  # fmt: skip
+    for name, mine, twin, scale in zip(
+        ("input", "weight", "bias"), grads, expected_grads, scales[1:]
+    ):
         assert_close(mine, twin, f"gradient of {name}", 1e-13, scale)
 
 
@@ -58,8 +59,9 @@ def test_fused_direct_pool_equals_the_three_ops_bit_for_bit(input_grad, case, se
         grad_y = F.relu_backward(F.max_pool2d_backward(grad, r, 2, indices=indices3), y)
         grads3 = F.conv2d_backward(grad_y, x, w, **kwargs)
         mask = (input_grad, True, True)
-        grads = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, indices, **kwargs, **POOL,
-                                                  output_mask=mask)  # fmt: skip
+        grads = F.conv2d_relu_max_pool2d_backward(
+            grad, x, w, b, out, indices, **kwargs, **POOL, output_mask=mask
+        )
     np.testing.assert_array_equal(out, out3)
     np.testing.assert_array_equal(indices, indices3)
     assert (grads[0] is None) == (not input_grad)

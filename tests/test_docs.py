@@ -67,8 +67,9 @@ def test_the_readme_links_the_tutorial_and_every_op_page():
 
 def test_the_readme_shows_what_minicnn_summary_prints_now():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    pasted = re.search(r"^```text\n\$ minicnn summary --model deep\n(.*?)^```$", readme,
-                       re.M | re.S)  # fmt: skip
+    pasted = re.search(
+        r"^```text\n\$ minicnn summary --model deep\n(.*?)^```$", readme, re.M | re.S
+    )
     assert pasted, "README.md lacks a ```text block starting '$ minicnn summary --model deep'"
     code, out, _ = run(["summary", "--model", "deep"])
     assert code == 0

@@ -131,13 +131,22 @@ FUNCTIONAL = [
     (lambda: F.softmax_backward(Z.T, Z, 1), ValueError, "softmax_backward", "(4, 5)", "(5, 4)"),
     (lambda: F.log_softmax_backward(Z[0], Z, 1), ValueError, "log_softmax_backward", "1-d"),
     (lambda: F.cross_entropy_backward(Y * 1.0, Z, Y), ValueError, "cross_entropy_backward", "()"),
-    (lambda: F.cross_entropy_backward(np.ones(3), Z, Y, reduction="none"), ValueError,
-     "cross_entropy_backward", "(4,)", "(3,)"),
+    (
+        lambda: F.cross_entropy_backward(np.ones(3), Z, Y, reduction="none"),
+        ValueError,
+        "cross_entropy_backward",
+        "(4,)",
+        "(3,)",
+    ),
     (lambda: F.cross_entropy_backward(None, Z, Y), TypeError, "cross_entropy_backward", "None"),
     (lambda: F.cross_entropy_backward("1", Z, Y), TypeError, "cross_entropy_backward", "str"),
-    (lambda: F.max_pool2d_backward(G3, X, 2, indices=G3), TypeError, "max_pool2d_backward",
-     "integer indices"),
-]  # fmt: skip
+    (
+        lambda: F.max_pool2d_backward(G3, X, 2, indices=G3),
+        TypeError,
+        "max_pool2d_backward",
+        "integer indices",
+    ),
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -172,7 +181,7 @@ MODULES = [
     (lambda: nn.CrossEntropyLoss()(Z, Y[:, None]), ValueError, "CrossEntropyLoss(", "(4, 1)"),
     # inside a Sequential, the layer that failed is the one named
     (lambda: nn.Sequential(nn.Flatten(), nn.Linear(9, 2))(X32), ValueError, "Linear(in_features=9"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -184,18 +193,30 @@ def test_modules_name_the_failing_layer(backend, case):
 
 
 BACKWARDS = [  # a gradient of the wrong shape: the message must name the layer and the shape
-    (lambda: _run(nn.Conv2d(3, 4, 3), X32).backward(G3.astype(F32)), ValueError, "Conv2d(3, 4",
-     "(2, 4, 4, 4)"),
-    (lambda: _run(nn.Linear(5, 2), Z.astype(F32)).backward(Z.astype(F32)), ValueError, "Linear(",
-     "(4, 2)"),
+    (
+        lambda: _run(nn.Conv2d(3, 4, 3), X32).backward(G3.astype(F32)),
+        ValueError,
+        "Conv2d(3, 4",
+        "(2, 4, 4, 4)",
+    ),
+    (
+        lambda: _run(nn.Linear(5, 2), Z.astype(F32)).backward(Z.astype(F32)),
+        ValueError,
+        "Linear(",
+        "(4, 2)",
+    ),
     (lambda: _run(nn.MaxPool2d(2), X).backward(G4), ValueError, "MaxPool2d(", "(2, 3, 3, 3)"),
     (lambda: _run(nn.AvgPool2d(2), X).backward(G4), ValueError, "AvgPool2d(", "(2, 3, 3, 3)"),
     (lambda: _run(nn.ReLU(), X).backward(G3), ValueError, "ReLU()", "(2, 3, 6, 6)"),
     (lambda: _run(nn.Flatten(), X).backward(G3), ValueError, "Flatten(", "(2, 108)"),
     (lambda: _run(nn.Dropout(), X).backward(G3), ValueError, "Dropout(", "(2, 3, 6, 6)"),
-    (lambda: _run(nn.CrossEntropyLoss(reduction="none"), Z, Y).backward(np.ones(3)), ValueError,
-     "CrossEntropyLoss(", "(4,)"),
-]  # fmt: skip
+    (
+        lambda: _run(nn.CrossEntropyLoss(reduction="none"), Z, Y).backward(np.ones(3)),
+        ValueError,
+        "CrossEntropyLoss(",
+        "(4,)",
+    ),
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -240,7 +261,7 @@ CONSTRUCTORS = [
     (lambda: nn.CrossEntropyLoss(weight=[1.0]), TypeError, "CrossEntropyLoss", "list"),
     (lambda: nn.CrossEntropyLoss(ignore_index=0.5), TypeError, "CrossEntropyLoss", "ignore"),
     (lambda: nn.Sequential(nn.ReLU(), np.tanh), TypeError, "Sequential", "argument 1", "Module"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", CONSTRUCTORS, ids=lambda case: "-".join(case[2:4]))
@@ -291,7 +312,7 @@ DEGENERATE = [  # valid in torch, so valid here: 0-d arrays, empty batches, empt
     ("softmax", (np.ones((2, 0)),), dict(dim=1)),
     ("log_softmax", (np.ones(0),), dict(dim=0)),
     ("cross_entropy", (np.ones((0, 3)), np.zeros(0, dtype=np.int64)), dict(reduction="sum")),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

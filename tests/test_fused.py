@@ -23,9 +23,13 @@ def fused_cases(draw):
     """(x, weight, bias, conv kwargs, pool kwargs) whose pool has an output."""
     x, w, b, conv = draw(conv2d_cases())
     k = draw(st.integers(1, 3))
-    pool = dict(kernel_size=k, stride=draw(st.sampled_from([None, 1, 2, 3])),
-                padding=draw(st.integers(0, k // 2)), dilation=draw(st.integers(1, 2)),
-                ceil_mode=draw(st.booleans()))  # fmt: skip
+    pool = dict(
+        kernel_size=k,
+        stride=draw(st.sampled_from([None, 1, 2, 3])),
+        padding=draw(st.integers(0, k // 2)),
+        dilation=draw(st.integers(1, 2)),
+        ceil_mode=draw(st.booleans()),
+    )
     try:
         y = F.conv2d(x, w, b, **conv)
         F.max_pool2d(y, **pool)
@@ -35,9 +39,14 @@ def fused_cases(draw):
 
 
 def _fused_kwargs(conv, pool):
-    return dict(conv, kernel_size=pool["kernel_size"], pool_stride=pool["stride"],
-                pool_padding=pool["padding"], pool_dilation=pool["dilation"],
-                ceil_mode=pool["ceil_mode"])  # fmt: skip
+    return dict(
+        conv,
+        kernel_size=pool["kernel_size"],
+        pool_stride=pool["stride"],
+        pool_padding=pool["padding"],
+        pool_dilation=pool["dilation"],
+        ceil_mode=pool["ceil_mode"],
+    )
 
 
 def _three_ops(x, w, b, conv, pool, grad):
@@ -115,8 +124,9 @@ def test_fused_reports_bad_pool_arguments_under_its_own_name():
         F.conv2d_relu_max_pool2d(x, w, kernel_size=3)  # the conv's 2x2 output is too small
     with pytest.raises(ValueError, match="expected indices of shape"):
         grad = out = np.zeros((1, 2, 1, 1))
-        F.conv2d_relu_max_pool2d_backward(grad, x, w, None, out, np.zeros((1, 2, 2, 2)),
-                                          kernel_size=2)  # fmt: skip
+        F.conv2d_relu_max_pool2d_backward(
+            grad, x, w, None, out, np.zeros((1, 2, 2, 2)), kernel_size=2
+        )
 
 
 @st.composite
@@ -126,8 +136,13 @@ def tile_pool_cases(draw, padding=False):
     plain windows (odd sizes leave the last row or column out; ceil_mode's overhang takes
     the pool kernel instead), F(4x4, 3x3)'s with ``padding`` too (windows clipped)."""
     x, w, b, conv = draw(winograd_conv2d_cases())
-    pool = dict(kernel_size=2, stride=None, padding=draw(st.integers(0, int(padding))),
-                dilation=1, ceil_mode=draw(st.booleans()))  # fmt: skip
+    pool = dict(
+        kernel_size=2,
+        stride=None,
+        padding=draw(st.integers(0, int(padding))),
+        dilation=1,
+        ceil_mode=draw(st.booleans()),
+    )
     try:
         F.max_pool2d(F.conv2d(x, w, b, **conv), **pool)
     except ValueError:
@@ -168,8 +183,7 @@ def conv_plan(x, w, b, conv_kwargs):
     ],
 )
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool,
-                                                                input_grad):  # fmt: skip
+def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, pool, input_grad):
     """Indices not from the forward pass (each pointing at some pixel of the plane): the
     gradient goes where they point, as the twin sends it, through each 2x2 backward (the
     direct conv's, F(2x2, 3x3)'s tiles', F(4x4, 3x3)'s blocks', the one the other plans use,
@@ -189,8 +203,9 @@ def test_fused_2x2_backward_takes_indices_outside_their_windows(channels, plan, 
         grad = rng.standard_normal(out.shape)
         made = conv.make_plan(x.shape, w, b, (1, 1), (1,) * 4, (1, 1), 1, x.dtype)
         assert type(made).__name__ == plan
-        fast = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs,
-                                                 output_mask=(input_grad, True, True))  # fmt: skip
+        fast = F.conv2d_relu_max_pool2d_backward(
+            grad, x, w, b, out, foreign, **kwargs, output_mask=(input_grad, True, True)
+        )
     with use_backend("numpy"):
         twin = F.conv2d_relu_max_pool2d_backward(grad, x, w, b, out, foreign, **kwargs)
     assert (fast[0] is None) == (not input_grad)
@@ -220,8 +235,9 @@ def test_models_train_the_same_bits_with_and_without_fusion(model_name, dtype):
 
 def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
     calls = []
-    monkeypatch.setattr(nn.ConvReLUMaxPool2d, "forward",
-                        lambda self, x: calls.append("fused") or x[:, :, ::2, ::2])  # fmt: skip
+    monkeypatch.setattr(
+        nn.ConvReLUMaxPool2d, "forward", lambda self, x: calls.append("fused") or x[:, :, ::2, ::2]
+    )
     block = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     x = np.zeros((1, 1, 4, 4), dtype=np.float32)
     block(x)
@@ -237,9 +253,15 @@ def test_sequential_fuses_only_the_exact_run_with_the_fast_kernels(monkeypatch):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NaN meets NaN
 @pytest.mark.parametrize(
     "backend, m, pool_padding",
-    [("numpy", None, 0), ("numba", None, 0), ("numba", "direct", 0), ("numba", 2, 0),
-     ("numba", 4, 0), ("numba", 4, 1)],
-)  # fmt: skip
+    [
+        ("numpy", None, 0),
+        ("numba", None, 0),
+        ("numba", "direct", 0),
+        ("numba", 2, 0),
+        ("numba", 4, 0),
+        ("numba", 4, 1),
+    ],
+)
 def test_fused_handles_nan_and_infinity_as_the_three_ops_do(backend, m, pool_padding):
     # a NaN wins its window and passes relu's gradient (torch's rules); infinities stay, but
     # through Winograd F(m x m, 3x3), whose output transforms pool their blocks themselves,

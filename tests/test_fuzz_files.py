@@ -46,16 +46,31 @@ def checkpoint(tmp_path_factory):
     for param in model.parameters():
         param.grad = np.ones_like(param.data)
     optimizer.step()
-    save_checkpoint(path, model, model_name="cnn", optimizer=optimizer, epoch=1, step=1,
-                    config={"lr": 0.001}, metrics=[{"epoch": 1, "cost": 0.5}])  # fmt: skip
+    save_checkpoint(
+        path,
+        model,
+        model_name="cnn",
+        optimizer=optimizer,
+        epoch=1,
+        step=1,
+        config={"lr": 0.001},
+        metrics=[{"epoch": 1, "cost": 0.5}],
+    )
     return path, path.read_bytes(), sidecar_path(path).read_bytes(), load_checkpoint(path)
 
 
 def assert_same_checkpoint(actual, expected) -> None:
-    assert (actual.model_name, actual.dtype, actual.epoch, actual.step) == \
-        (expected.model_name, expected.dtype, expected.epoch, expected.step)  # fmt: skip
-    assert (actual.config, actual.metrics, actual.rng_state) == \
-        (expected.config, expected.metrics, expected.rng_state)  # fmt: skip
+    assert (actual.model_name, actual.dtype, actual.epoch, actual.step) == (
+        expected.model_name,
+        expected.dtype,
+        expected.epoch,
+        expected.step,
+    )
+    assert (actual.config, actual.metrics, actual.rng_state) == (
+        expected.config,
+        expected.metrics,
+        expected.rng_state,
+    )
     for key, array in expected.state_dict.items():
         assert actual.state_dict[key].tobytes() == array.tobytes(), key
     np.testing.assert_equal(actual.optimizer_state, expected.optimizer_state)

@@ -155,23 +155,43 @@ FOUND = [  # what the fuzz tests above found, each pinned as one call
     (lambda: F.avg_pool2d(X, 1, divisor_override=2**63), ValueError, "avg_pool2d", "64-bit"),
     (lambda: F.conv2d(X, W, stride=2**40), ValueError, "conv2d", "stride must be at most"),
     (lambda: F.conv2d(X, W, padding=10**6), ValueError, "conv2d", "machine's memory"),
-    (lambda: F.conv2d_backward(G, X, W, output_mask=None), TypeError, "conv2d_backward",
-     "output_mask"),
+    (
+        lambda: F.conv2d_backward(G, X, W, output_mask=None),
+        TypeError,
+        "conv2d_backward",
+        "output_mask",
+    ),
     (lambda: nn.Conv2d(3, 4, 3, dtype="bogus"), TypeError, "Conv2d", "dtype", "'bogus'"),
     (lambda: nn.Conv2d(3, 4, 3, bias=np.ones(2)), TypeError, "Conv2d", "bias", "bool"),
     (lambda: nn.Linear(2, 2, generator=0), TypeError, "Linear", "generator", "int"),
     (lambda: nn.Linear(10**6, 10**6), ValueError, "Linear", "weight", "memory"),
     (lambda: nn.ReLU().load_state_dict({"x": X}), ValueError, "ReLU.load_state_dict", "['x']"),
-    (lambda: _adam_loading({"state": {}, "param_groups": None}), TypeError, "Adam",
-     "'param_groups' must be a list"),
-    (lambda: _adam_loading({"state": {}, "param_groups": [{"params": [[0]]}]}), TypeError,
-     "Adam", "parameter indices"),
-    (lambda: _adam_loading({"state": {0: {"step": 1.0}}, "param_groups": [{"params": [0]}]}),
-     ValueError, "Adam", "lacks ['exp_avg', 'exp_avg_sq']"),
+    (
+        lambda: _adam_loading({"state": {}, "param_groups": None}),
+        TypeError,
+        "Adam",
+        "'param_groups' must be a list",
+    ),
+    (
+        lambda: _adam_loading({"state": {}, "param_groups": [{"params": [[0]]}]}),
+        TypeError,
+        "Adam",
+        "parameter indices",
+    ),
+    (
+        lambda: _adam_loading({"state": {0: {"step": 1.0}}, "param_groups": [{"params": [0]}]}),
+        ValueError,
+        "Adam",
+        "lacks ['exp_avg', 'exp_avg_sq']",
+    ),
     (lambda: optim.SGD([nn.Parameter(np.zeros(2))], lr=10**400), ValueError, "SGD", "too large"),
-    (lambda: optim.SGD([nn.Parameter(np.zeros(2))], nesterov="False"), TypeError, "SGD",
-     "nesterov must be a bool"),
-]  # fmt: skip
+    (
+        lambda: optim.SGD([nn.Parameter(np.zeros(2))], nesterov="False"),
+        TypeError,
+        "SGD",
+        "nesterov must be a bool",
+    ),
+]
 
 
 @pytest.mark.parametrize("case", FOUND, ids=lambda case: "-".join(case[2:4]))

@@ -29,8 +29,9 @@ def same(a, b) -> bool:
 def test_non_contiguous_arrays_give_the_same_bits(name, seed, data):
     kwargs = data.draw(valid_calls(name))
     views = {k: strided(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
-    assert all(v.size <= 1 or not v.flags.c_contiguous for v in views.values()
-               if isinstance(v, np.ndarray))  # fmt: skip
+    assert all(
+        v.size <= 1 or not v.flags.c_contiguous for v in views.values() if isinstance(v, np.ndarray)
+    )
     for backend in BACKENDS:
         with use_backend(backend):
             results = [getattr(F, name)(**call, **_seeded(name, seed)) for call in (kwargs, views)]
@@ -42,10 +43,21 @@ def _seeded(name: str, seed: int) -> dict:
     return {"generator": np.random.default_rng(seed)} if name in ("dropout", "dropout_mask") else {}
 
 
-POSITIONAL = {"conv2d": ("input", "weight", "bias"), "linear": ("input", "weight", "bias"),
-              "cross_entropy": ("input", "target")}  # fmt: skip
-NONFINITE_OPS = ["conv2d", "max_pool2d", "avg_pool2d", "relu", "linear", "softmax", "log_softmax",
-                 "cross_entropy"]  # fmt: skip
+POSITIONAL = {
+    "conv2d": ("input", "weight", "bias"),
+    "linear": ("input", "weight", "bias"),
+    "cross_entropy": ("input", "target"),
+}
+NONFINITE_OPS = [
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "relu",
+    "linear",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+]
 
 
 @given(name=st.sampled_from(NONFINITE_OPS), data=st.data())

@@ -35,34 +35,42 @@ def _distinct(shape, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=2),
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)),
-    dict(kernel_size=2, stride=1, dilation=(2, 1), ceil_mode=True),
-    dict(kernel_size=3, stride=2, padding=1, dilation=2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)),
+        dict(kernel_size=2, stride=1, dilation=(2, 1), ceil_mode=True),
+        dict(kernel_size=3, stride=2, padding=1, dilation=2),
+    ],
+)
 def test_max_pool2d_gradcheck(backend, kwargs):
     x = _distinct((2, 3, 7, 6))
     with use_backend(backend):
-        gradcheck(lambda: F.max_pool2d(x, **kwargs),
-                  lambda r: [F.max_pool2d_backward(r, x, **kwargs)], x)  # fmt: skip
+        gradcheck(
+            lambda: F.max_pool2d(x, **kwargs), lambda r: [F.max_pool2d_backward(r, x, **kwargs)], x
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=2),
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
-    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), count_include_pad=False),
-    dict(kernel_size=2, divisor_override=3),
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, divisor_override=2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), count_include_pad=False),
+        dict(kernel_size=2, divisor_override=3),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, divisor_override=2),
+    ],
+)
 def test_avg_pool2d_gradcheck(backend, kwargs):
     x = np.random.default_rng(1).standard_normal((2, 3, 7, 6))
     with use_backend(backend):
-        gradcheck(lambda: F.avg_pool2d(x, **kwargs),
-                  lambda r: [F.avg_pool2d_backward(r, x, **kwargs)], x)  # fmt: skip
+        gradcheck(
+            lambda: F.avg_pool2d(x, **kwargs), lambda r: [F.avg_pool2d_backward(r, x, **kwargs)], x
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -105,21 +113,27 @@ def _ce_case(layout: str):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", ["NC", "C", "NCd", "probabilities"])
-@pytest.mark.parametrize("kwargs", [
-    dict(),
-    dict(weight=True, reduction="sum"),
-    dict(weight=True, label_smoothing=0.2),
-    dict(ignore_index=1, label_smoothing=0.1, reduction="none"),
-    dict(weight=True, ignore_index=2, reduction="mean"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(weight=True, reduction="sum"),
+        dict(weight=True, label_smoothing=0.2),
+        dict(ignore_index=1, label_smoothing=0.1, reduction="none"),
+        dict(weight=True, ignore_index=2, reduction="mean"),
+    ],
+)
 def test_cross_entropy_gradcheck(backend, layout, kwargs):
     z, target, weight = _ce_case(layout)
     kwargs = dict(kwargs, weight=weight if kwargs.get("weight") else None)
     if layout == "probabilities":
         kwargs.pop("ignore_index", None)  # only class-index targets are ignored
     with use_backend(backend):
-        gradcheck(lambda: F.cross_entropy(z, target, **kwargs),
-                  lambda r: [F.cross_entropy_backward(r, z, target, **kwargs)], z)  # fmt: skip
+        gradcheck(
+            lambda: F.cross_entropy(z, target, **kwargs),
+            lambda r: [F.cross_entropy_backward(r, z, target, **kwargs)],
+            z,
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -128,8 +142,7 @@ def test_dropout_gradcheck_with_a_fixed_mask(backend, p):
     rng = np.random.default_rng(6)
     x, mask = rng.standard_normal((4, 6)), rng.random((4, 6)) < 0.6
     with use_backend(backend):
-        gradcheck(lambda: F.dropout(x, p, mask=mask), lambda r: [F.dropout_backward(r, mask, p)],
-                  x)  # fmt: skip
+        gradcheck(lambda: F.dropout(x, p, mask=mask), lambda r: [F.dropout_backward(r, mask, p)], x)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -155,5 +168,6 @@ def test_whole_model_gradcheck(backend):
         grad_x = model.backward(criterion.backward())
         np.testing.assert_allclose(grad_x, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
         for name, param in model.named_parameters():
-            np.testing.assert_allclose(param.grad, numerical_gradient(loss, param.data),
-                                       rtol=1e-6, atol=1e-8, err_msg=name)  # fmt: skip
+            np.testing.assert_allclose(
+                param.grad, numerical_gradient(loss, param.data), rtol=1e-6, atol=1e-8, err_msg=name
+            )

@@ -21,8 +21,16 @@ from minicnn.teach.gradcheck import (
 )
 from tests.test_cli import run
 
-LAYER_TYPES = ["Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "Linear", "Flatten", "Dropout",
-               "CrossEntropyLoss"]  # fmt: skip
+LAYER_TYPES = [
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "ReLU",
+    "Linear",
+    "Flatten",
+    "Dropout",
+    "CrossEntropyLoss",
+]
 
 
 def test_numerical_gradient_of_a_known_function():
@@ -78,8 +86,11 @@ def test_a_missing_gradient_is_caught(monkeypatch):
     monkeypatch.setattr(nn.Linear, "backward", lambda self, grad: np.zeros((4, 5)))
     layer = nn.Linear(5, 3, dtype=np.float64, generator=np.random.default_rng(0))
     checks = check_layer(layer, np.random.default_rng(1).standard_normal((4, 5)))
-    assert [(c.parameter, c.ok) for c in checks] == [("input", False), ("weight", False),
-                                                     ("bias", False)]  # fmt: skip
+    assert [(c.parameter, c.ok) for c in checks] == [
+        ("input", False),
+        ("weight", False),
+        ("bias", False),
+    ]
 
 
 def test_check_layer_needs_float64():

@@ -24,9 +24,18 @@ def test_fans_match_torch(shape):
 
 @pytest.mark.parametrize(
     "args",
-    [("linear",), ("conv2d",), ("sigmoid",), ("tanh",), ("relu",), ("leaky_relu",),
-     ("leaky_relu", 0.2), ("leaky_relu", math.sqrt(5)), ("selu",)],
-)  # fmt: skip
+    [
+        ("linear",),
+        ("conv2d",),
+        ("sigmoid",),
+        ("tanh",),
+        ("relu",),
+        ("leaky_relu",),
+        ("leaky_relu", 0.2),
+        ("leaky_relu", math.sqrt(5)),
+        ("selu",),
+    ],
+)
 def test_gains_match_torch(args):
     assert init.calculate_gain(*args) == pytest.approx(torch.nn.init.calculate_gain(*args))
 
@@ -49,10 +58,15 @@ def _bound_and_std(name, shape, **kwargs):
 @pytest.mark.parametrize("shape", [(300, 400), (256, 64, 3, 3)])
 @pytest.mark.parametrize(
     "name, kwargs",
-    [("xavier_uniform_", {}), ("xavier_uniform_", {"gain": 2.0}), ("xavier_normal_", {}),
-     ("kaiming_uniform_", {"a": math.sqrt(5)}), ("kaiming_uniform_", {"mode": "fan_out",
-     "nonlinearity": "relu"}), ("kaiming_normal_", {"nonlinearity": "relu"})],
-)  # fmt: skip
+    [
+        ("xavier_uniform_", {}),
+        ("xavier_uniform_", {"gain": 2.0}),
+        ("xavier_normal_", {}),
+        ("kaiming_uniform_", {"a": math.sqrt(5)}),
+        ("kaiming_uniform_", {"mode": "fan_out", "nonlinearity": "relu"}),
+        ("kaiming_normal_", {"nonlinearity": "relu"}),
+    ],
+)
 def test_initialisers_draw_torchs_distributions(shape, name, kwargs):
     array = np.empty(shape, dtype=np.float32)
     getattr(init, name)(array, generator=np.random.default_rng(0), **kwargs)

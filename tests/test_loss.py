@@ -72,8 +72,11 @@ def test_fast_cross_entropy_matches_its_twin(case):
     loss_scale, grad_scale = _term_scales(logits, target, kwargs, np.ones_like(loss))
     with use_backend("numba"):
         assert_close(F.cross_entropy(logits, target, **kwargs), loss, scale=loss_scale)
-        assert_close(F.cross_entropy_backward(np.ones_like(loss), logits, target, **kwargs), grad,
-                     scale=grad_scale)  # fmt: skip
+        assert_close(
+            F.cross_entropy_backward(np.ones_like(loss), logits, target, **kwargs),
+            grad,
+            scale=grad_scale,
+        )
 
 
 def test_cross_entropy_of_a_batch_by_hand():

@@ -80,8 +80,15 @@ def compare_module(ours, theirs, x: np.ndarray, seed: int = 0) -> None:
 def test_conv2d_module_matches_torch(backend, case):
     x, w, b, kwargs = case
     C_out, Cg, kH, kW = w.shape
-    ours, theirs = both("Conv2d", Cg * kwargs["groups"], C_out, (kH, kW), bias=b is not None,
-                        dtype=x.dtype, **kwargs)  # fmt: skip
+    ours, theirs = both(
+        "Conv2d",
+        Cg * kwargs["groups"],
+        C_out,
+        (kH, kW),
+        bias=b is not None,
+        dtype=x.dtype,
+        **kwargs,
+    )
     with use_backend(backend):
         compare_module(ours, theirs, x)
 
@@ -138,8 +145,12 @@ class SeededDropout(torch.nn.Dropout):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(x=any_arrays(), p=st.sampled_from([0.0, 0.2, 0.5, 1.0]), seed=st.integers(0, 2**16),
-       training=st.booleans())  # fmt: skip
+@given(
+    x=any_arrays(),
+    p=st.sampled_from([0.0, 0.2, 0.5, 1.0]),
+    seed=st.integers(0, 2**16),
+    training=st.booleans(),
+)
 def test_dropout_module_matches_torch(backend, x, p, seed, training):
     x = x + np.sign(x) * 1e-3 + (x == 0)  # no zeros: torch's mask is where its output is not 0
     theirs = SeededDropout(p, seed).train(training)
@@ -213,14 +224,16 @@ def test_a_module_used_twice_gets_both_uses_gradients_like_torch(backend):
 
 
 def _small(lib):
-    return lib.Sequential(lib.Conv2d(2, 3, 3, bias=False), lib.ReLU(), lib.Flatten(),
-                          lib.Linear(12, 4))  # fmt: skip
+    return lib.Sequential(
+        lib.Conv2d(2, 3, 3, bias=False), lib.ReLU(), lib.Flatten(), lib.Linear(12, 4)
+    )
 
 
 def test_state_dict_keys_and_names_equal_torchs():
     ours, theirs = _small(nn), _small(torch.nn)
-    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["0.weight", "3.weight",
-                                                                    "3.bias"]  # fmt: skip
+    assert (
+        list(ours.state_dict()) == list(theirs.state_dict()) == ["0.weight", "3.weight", "3.bias"]
+    )
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
     for name, tensor in theirs.state_dict().items():
         assert ours.state_dict()[name].shape == tuple(tensor.shape), name
@@ -294,9 +307,20 @@ def test_modules_are_float32_by_default_and_float64_on_request():
     assert conv(x.astype(np.float64)).dtype == conv(x).dtype == np.float64
 
 
-@pytest.mark.parametrize("layer", [nn.Conv2d(1, 1, 1), nn.Linear(1, 1), nn.ReLU(), nn.Flatten(),
-                                   nn.MaxPool2d(1), nn.AvgPool2d(1), nn.Dropout(), nn.Sequential(
-                                       nn.Linear(1, 1)), nn.CrossEntropyLoss()])  # fmt: skip
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(1, 1, 1),
+        nn.Linear(1, 1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.MaxPool2d(1),
+        nn.AvgPool2d(1),
+        nn.Dropout(),
+        nn.Sequential(nn.Linear(1, 1)),
+        nn.CrossEntropyLoss(),
+    ],
+)
 def test_backward_before_forward_is_a_clear_error(layer):
     with pytest.raises(RuntimeError, match=rf"{type(layer).__name__}.backward.*forward"):
         layer.backward(np.ones((1, 1, 1, 1), np.float32))

@@ -80,8 +80,9 @@ def test_fast_avg_pool2d_matches_its_twin(case):
     stride=st.integers(1, 3),
     ceil_mode=st.booleans(),
 )
-def test_max_pool_ties_send_the_gradient_to_the_first_maximum(backend, seed, kernel, stride,
-                                                              ceil_mode):  # fmt: skip
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum(
+    backend, seed, kernel, stride, ceil_mode
+):
     # after ReLU most values are exactly 0: every window is a tie
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.integers(-3, 2, size=(2, 3, 9, 8)), 0).astype(np.float64)
@@ -144,10 +145,15 @@ SPECIAL = st.sampled_from([-np.inf, -1.0, 0.0, 1.0, 2.0, np.nan, np.inf])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data(), pad=st.tuples(st.integers(0, 1), st.integers(0, 1)),
-       size=st.tuples(st.integers(1, 7), st.integers(1, 7)), ceil_mode=st.booleans())  # fmt: skip
-def test_2x2_pools_with_padding_or_overhang_pick_torchs_winners(backend, data, pad, size,
-                                                                ceil_mode):  # fmt: skip
+@given(
+    data=st.data(),
+    pad=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+    size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    ceil_mode=st.booleans(),
+)
+def test_2x2_pools_with_padding_or_overhang_pick_torchs_winners(
+    backend, data, pad, size, ceil_mode
+):
     """Kernel 2, stride 2, every padding and ceil_mode (the clipped 2x2 kernel's pools, the
     DeepCNN's third among them) on values full of ties, infinities and NaN; and the same
     after relu, through the fused conv (a 1x1 identity conv): torch's values and indices."""
@@ -164,9 +170,15 @@ def test_2x2_pools_with_padding_or_overhang_pick_torchs_winners(backend, data, p
     with use_backend(backend):
         out, idx = F.max_pool2d(x, **kwargs, return_indices=True)
         fused, fused_idx = F.conv2d_relu_max_pool2d(
-            x, identity, None, groups=2, kernel_size=2, pool_stride=2, pool_padding=pad,
+            x,
+            identity,
+            None,
+            groups=2,
+            kernel_size=2,
+            pool_stride=2,
+            pool_padding=pad,
             ceil_mode=ceil_mode,
-        )  # fmt: skip
+        )
     np.testing.assert_array_equal(out, t_out.numpy())  # NaN where torch has NaN
     np.testing.assert_array_equal(idx, t_idx.numpy())
     np.testing.assert_array_equal(fused, r_out.numpy())

@@ -23,9 +23,18 @@ CASES = [("minicnn", "cnn"), ("minicnn", "deep"), ("torch", "cnn"), ("torch", "d
 
 
 def config(mnist_dir, tmp_path, name: str, engine: str, model: str, **changes) -> TrainConfig:
-    base = TrainConfig(model=model, engine=engine, device="cpu", epochs=2, batch_size=50,
-                       data_dir=str(mnist_dir), train_limit=LIMITS[model], test_limit=100,
-                       save=str(tmp_path / f"{name}.safetensors"), progress="none")  # fmt: skip
+    base = TrainConfig(
+        model=model,
+        engine=engine,
+        device="cpu",
+        epochs=2,
+        batch_size=50,
+        data_dir=str(mnist_dir),
+        train_limit=LIMITS[model],
+        test_limit=100,
+        save=str(tmp_path / f"{name}.safetensors"),
+        progress="none",
+    )
     return TrainConfig(**{**base.__dict__, **changes})
 
 
@@ -76,8 +85,7 @@ def straight(mnist_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize(("engine", "model"), CASES)
-def test_one_epoch_resume_one_epoch_equals_two_epochs(straight, mnist_dir, tmp_path, engine,
-                                                      model):  # fmt: skip
+def test_one_epoch_resume_one_epoch_equals_two_epochs(straight, mnist_dir, tmp_path, engine, model):
     whole, whole_result = straight(engine, model)
     first = config(mnist_dir, tmp_path, "split", engine, model, epochs=1)
     quiet(train, first)
@@ -92,8 +100,9 @@ def test_one_epoch_resume_one_epoch_equals_two_epochs(straight, mnist_dir, tmp_p
 
 @pytest.mark.parametrize(("engine", "model"), CASES)
 @pytest.mark.parametrize("stop_after", [2, "last"])  # mid-epoch, or on an epoch's last batch
-def test_sigint_saves_a_checkpoint_that_resumes_exactly(straight, mnist_dir, tmp_path, engine,
-                                                        model, stop_after):  # fmt: skip
+def test_sigint_saves_a_checkpoint_that_resumes_exactly(
+    straight, mnist_dir, tmp_path, engine, model, stop_after
+):
     whole, whole_result = straight(engine, model)
     cfg = config(mnist_dir, tmp_path, "stopped", engine, model)
     n_batches = LIMITS[model] // cfg.batch_size
@@ -124,9 +133,25 @@ def test_ctrl_c_through_the_cli_exits_130_and_prints_a_working_resume_command(
 ):
     whole, whole_result = straight("minicnn", "cnn")
     save = tmp_path / "cli.safetensors"
-    argv = ["train", "--epochs", "2", "--batch-size", "50", "--train-limit", "300",
-            "--test-limit", "100", "--device", "cpu", "--data-dir", str(mnist_dir), "--save",
-            str(save), "--progress", "none"]  # fmt: skip
+    argv = [
+        "train",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(mnist_dir),
+        "--save",
+        str(save),
+        "--progress",
+        "none",
+    ]
     step = MinicnnEngine.step
 
     def step_then_ctrl_c(self, batch):

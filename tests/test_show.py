@@ -35,10 +35,12 @@ def png_size(path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-@pytest.mark.parametrize("name, blocks", [("cnn", ["layer1", "layer2"]),
-                                          ("deep", ["layer1", "layer2", "layer3"])])  # fmt: skip
-def test_show_draws_kernels_feature_maps_and_prediction(checkpoints, mnist_dir, tmp_path, name,
-                                                        blocks):  # fmt: skip
+@pytest.mark.parametrize(
+    "name, blocks", [("cnn", ["layer1", "layer2"]), ("deep", ["layer1", "layer2", "layer3"])]
+)
+def test_show_draws_kernels_feature_maps_and_prediction(
+    checkpoints, mnist_dir, tmp_path, name, blocks
+):
     shown = show_checkpoint(checkpoints[name], index=3, data_dir=mnist_dir, out=tmp_path)
     expected = ["kernels.png", *(f"features-{b}.png" for b in blocks), "prediction.png"]
     assert [p.name for p in shown.paths] == expected
@@ -48,8 +50,9 @@ def test_show_draws_kernels_feature_maps_and_prediction(checkpoints, mnist_dir, 
     images, labels = load_mnist(mnist_dir, train=False)
     model = MODELS[name](generator=np.random.default_rng(0)).eval()
     logits = model(to_float(images[3:4]))  # (1, 10)
-    np.testing.assert_allclose(shown.probabilities, F.softmax(logits.astype(np.float64), 1)[0],
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        shown.probabilities, F.softmax(logits.astype(np.float64), 1)[0], rtol=1e-6
+    )
     assert shown.prediction == int(logits.argmax()) and shown.label == int(labels[3])
 
 
@@ -63,8 +66,19 @@ def test_montage_places_each_map_in_its_tile():
 
 
 def test_show_command_prints_the_prediction_and_the_files(checkpoints, mnist_dir, tmp_path):
-    code, out, err = run(["show", "--checkpoint", str(checkpoints["cnn"]), "--index", "0",
-                          "--data-dir", str(mnist_dir), "--out", str(tmp_path)])  # fmt: skip
+    code, out, err = run(
+        [
+            "show",
+            "--checkpoint",
+            str(checkpoints["cnn"]),
+            "--index",
+            "0",
+            "--data-dir",
+            str(mnist_dir),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, err
     lines = out.splitlines()
     label = int(load_mnist(mnist_dir, train=False)[1][0])
@@ -81,8 +95,19 @@ def test_show_command_prints_the_prediction_and_the_files(checkpoints, mnist_dir
 
 
 def test_a_bad_index_is_a_clear_error(checkpoints, mnist_dir, tmp_path):
-    code, _, err = run(["show", "--checkpoint", str(checkpoints["cnn"]), "--index", "10000",
-                        "--data-dir", str(mnist_dir), "--out", str(tmp_path)])  # fmt: skip
+    code, _, err = run(
+        [
+            "show",
+            "--checkpoint",
+            str(checkpoints["cnn"]),
+            "--index",
+            "10000",
+            "--data-dir",
+            str(mnist_dir),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 1 and "--index 10000 is not a test image: expected 0 to 9999" in err
 
 

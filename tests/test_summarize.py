@@ -27,8 +27,9 @@ def torch_calls(model: torch.nn.Module, shape: tuple[int, ...]) -> list[tuple]:
     calls = []
 
     def hook(module, inputs, output):
-        calls.append((type(module).__name__, tuple(inputs[0].shape), tuple(output.shape),
-                      names[id(module)]))  # fmt: skip
+        calls.append(
+            (type(module).__name__, tuple(inputs[0].shape), tuple(output.shape), names[id(module)])
+        )
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
@@ -83,13 +84,14 @@ def _tree(lib, features: int | None = None):
     (the last MaxPool2d's last window would start in the padding and is dropped)."""
     body = [
         lib.Conv2d(3, 4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
-        lib.Sequential(lib.ReLU(), lib.MaxPool2d(3, stride=2, padding=1, dilation=2,
-                                                 ceil_mode=True)),
+        lib.Sequential(
+            lib.ReLU(), lib.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True)
+        ),
         lib.Conv2d(4, 6, kernel_size=2, padding="same", groups=2, bias=False),
         lib.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
         lib.MaxPool2d(2, stride=2, padding=1, ceil_mode=True),
         lib.Flatten(),
-    ]  # fmt: skip
+    ]
     if features is None:
         return lib.Sequential(*body)
     return lib.Sequential(*body, lib.Sequential(lib.Linear(features, 5), lib.Dropout(0.3)))
@@ -122,28 +124,39 @@ def test_size_formula_shows_the_decks_numbers():
     assert size_formula(7, 2, 2, (1, 1)) == ("(7 − 2 + 2·1) / 2 + 1 = 4.5 → 4", 4)
     assert size_formula(28, 3, 1, (1, 1)) == ("(28 − 3 + 2·1) / 1 + 1 = 28", 28)
     assert size_formula(9, 3, 2, (1, 1), dilation=2) == (
-        "(9 − (2·(3 − 1) + 1) + 2·1) / 2 + 1 = 4", 4)  # fmt: skip
+        "(9 − (2·(3 − 1) + 1) + 2·1) / 2 + 1 = 4",
+        4,
+    )
     assert size_formula(6, 3, 2, (0, 0), ceil_mode=True) == (
-        "(6 − 3 + 2·0) / 2 + 1 = 2.5 → 3 (ceil_mode)", 3)  # fmt: skip
+        "(6 − 3 + 2·0) / 2 + 1 = 2.5 → 3 (ceil_mode)",
+        3,
+    )
     dropped = "→ 3 (the last window would start in the padding)"
     assert size_formula(5, 2, 2, (1, 1), ceil_mode=True) == (
-        f"(5 − 2 + 2·1) / 2 + 1 = 3.5 → 4 (ceil_mode) {dropped}", 3)  # fmt: skip
+        f"(5 − 2 + 2·1) / 2 + 1 = 3.5 → 4 (ceil_mode) {dropped}",
+        3,
+    )
     assert size_formula(6, 4, 1, (1, 2)) == ("(6 − 4 + 1 + 2) / 1 + 1 = 6", 6)
 
 
 def test_size_formula_gives_torchs_output_size():
-    grid = itertools.product(range(4, 9), range(1, 4), range(1, 4), range(2), (1, 2),
-                             (False, True))  # fmt: skip
+    grid = itertools.product(range(4, 9), range(1, 4), range(1, 4), range(2), (1, 2), (False, True))
     checked = 0
     for size, kernel, stride, pad, dilation, ceil in grid:
         if pad > kernel // 2 or size + 2 * pad < dilation * (kernel - 1) + 1:
             continue  # torch refuses these
-        out = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kernel, stride, pad,
-                                             dilation, ceil)  # fmt: skip
+        out = torch.nn.functional.max_pool2d(
+            torch.zeros(1, 1, size, size), kernel, stride, pad, dilation, ceil
+        )
         assert size_formula(size, kernel, stride, (pad, pad), dilation, ceil)[1] == out.shape[-1]
         if not ceil:
-            conv = torch.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, kernel, kernel),
-                                stride=stride, padding=pad, dilation=dilation)  # fmt: skip
+            conv = torch.conv2d(
+                torch.zeros(1, 1, size, size),
+                torch.zeros(1, 1, kernel, kernel),
+                stride=stride,
+                padding=pad,
+                dilation=dilation,
+            )
             assert size_formula(size, kernel, stride, (pad, pad), dilation)[1] == conv.shape[-1]
         checked += 1
     assert checked > 200

@@ -67,14 +67,23 @@ def _twins(kind: str, dtype, dropout_masks=None):
 
 OPTIMIZERS = {
     "adam": (minicnn.optim.Adam, torch.optim.Adam, dict(lr=1e-3)),
-    "adam_wd_amsgrad": (minicnn.optim.Adam, torch.optim.Adam,
-                        dict(lr=1e-3, weight_decay=1e-4, amsgrad=True)),
+    "adam_wd_amsgrad": (
+        minicnn.optim.Adam,
+        torch.optim.Adam,
+        dict(lr=1e-3, weight_decay=1e-4, amsgrad=True),
+    ),
     "adamw": (minicnn.optim.AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2)),
-    "sgd_momentum_wd": (minicnn.optim.SGD, torch.optim.SGD,
-                        dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-4)),
-    "sgd_nesterov": (minicnn.optim.SGD, torch.optim.SGD,
-                     dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)),
-}  # fmt: skip
+    "sgd_momentum_wd": (
+        minicnn.optim.SGD,
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-4),
+    ),
+    "sgd_nesterov": (
+        minicnn.optim.SGD,
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    ),
+}
 
 
 _RUNS: dict = {}
@@ -144,8 +153,9 @@ def test_100_adam_steps_match_torch_in_float64(kind, mnist_batches):
 def _float64_twin(kind, ours):
     """The torch reference model in float64 with ``ours``'s weights (and dropout masks)."""
     _, theirs = _twins(kind, np.float64)
-    theirs.load_state_dict({k: torch.tensor(v, dtype=torch.float64)
-                            for k, v in ours.state_dict().items()})  # fmt: skip
+    theirs.load_state_dict(
+        {k: torch.tensor(v, dtype=torch.float64) for k, v in ours.state_dict().items()}
+    )
     return theirs
 
 
@@ -166,8 +176,9 @@ def test_float32_gradients_match_the_exact_ones(kind, mnist_batches):
     theirs = _float64_twin(kind, ours).eval()
     X, Y = mnist_batches[0][0], mnist_batches[1][0]
     nn.CrossEntropyLoss()(ours(X), Y).backward()
-    torch.nn.CrossEntropyLoss()(theirs(torch.tensor(X, dtype=torch.float64)),
-                                torch.tensor(Y)).backward()  # fmt: skip
+    torch.nn.CrossEntropyLoss()(
+        theirs(torch.tensor(X, dtype=torch.float64)), torch.tensor(Y)
+    ).backward()
     grads = dict(theirs.named_parameters())
     for name, param in ours.named_parameters():
         assert param.grad.dtype == np.float32
@@ -210,15 +221,21 @@ def test_100_adam_steps_in_float32_are_as_accurate_as_torchs(kind, mnist_batches
     assert abs(late - late_64) <= max(0.05 * late_64, 2 * abs(late_t - late_64))
 
     def distance(state, reference):
-        return max(np.sqrt(np.mean((np.asarray(state[k], np.float64) - reference[k]) ** 2))
-                   / np.abs(reference[k]).max() for k in reference)  # fmt: skip
+        return max(
+            np.sqrt(np.mean((np.asarray(state[k], np.float64) - reference[k]) ** 2))
+            / np.abs(reference[k]).max()
+            for k in reference
+        )
 
     exact = truth.state_dict()
     ours_error = distance(ours.state_dict(), exact)
-    nudged = [_train_both(kind, "adam", np.float32, mnist_batches, 100, nudge=seed)[1]
-              for seed in (1, 2)]  # fmt: skip
-    torch_errors = [distance({k: v.numpy() for k, v in run.state_dict().items()}, exact)
-                    for run in [theirs, *nudged]]  # fmt: skip
+    nudged = [
+        _train_both(kind, "adam", np.float32, mnist_batches, 100, nudge=seed)[1] for seed in (1, 2)
+    ]
+    torch_errors = [
+        distance({k: v.numpy() for k, v in run.state_dict().items()}, exact)
+        for run in [theirs, *nudged]
+    ]
     assert ours_error <= max(1e-4, 2 * max(torch_errors)), (ours_error, torch_errors)
 
 

@@ -44,8 +44,9 @@ def test_winograd_twin_equals_the_direct_twin(m, case):
         scales = term_scales("conv2d", (x, w, b), grad, kwargs)
     assert_close(K.conv2d_forward_numpy(x, w, b, pads, m=m), expected, "forward", scale=scales[0])
     grads = K.conv2d_backward_numpy(grad, x, w, pads, m=m)
-    for name, mine, twin, scale in zip(("input", "weight", "bias"), grads, expected_grads,
-                                       scales[1:]):  # fmt: skip
+    for name, mine, twin, scale in zip(
+        ("input", "weight", "bias"), grads, expected_grads, scales[1:]
+    ):
         assert_close(mine, twin, f"gradient of {name}", scale=scale)
 
 
@@ -69,9 +70,12 @@ def _fast_equals_twin(x, w, b, kwargs, m):
         grads = F.conv2d_backward(grad, x, w, **kwargs)
         scales = term_scales("conv2d", (x, w, b), grad, kwargs)  # a sum cancelling to ~0
     assert_close(out, expected, "forward", 1e-13, scales[0])  # is only as exact as its terms
-    for name, mine, twin, scale in zip(("input", "weight", "bias"), grads,
-                                       K.conv2d_backward_numpy(grad, x, w, pads, m=m),
-                                       scales[1:]):  # fmt: skip
+    for name, mine, twin, scale in zip(
+        ("input", "weight", "bias"),
+        grads,
+        K.conv2d_backward_numpy(grad, x, w, pads, m=m),
+        scales[1:],
+    ):
         assert_close(mine, twin, f"gradient of {name}", 1e-13, scale)
 
 
@@ -100,9 +104,16 @@ def _grad_output_transform(m, dY, dM, grad_b):
 
 
 @pytest.mark.parametrize("m", [2, 4])
-@given(seed=st.integers(0, 2**16), shape=st.tuples(st.integers(1, 3), st.integers(1, 4),
-                                                   st.integers(1, 4), st.integers(1, 9),
-                                                   st.integers(1, 9)))  # fmt: skip
+@given(
+    seed=st.integers(0, 2**16),
+    shape=st.tuples(
+        st.integers(1, 3),
+        st.integers(1, 4),
+        st.integers(1, 4),
+        st.integers(1, 9),
+        st.integers(1, 9),
+    ),
+)
 def test_each_backward_transform_is_its_forward_transforms_adjoint(m, seed, shape):
     """<transform(a), b> == <a, adjoint(b)> for random a and b: the backward pass sends
     gradients back along exactly the paths the forward pass took."""
@@ -159,8 +170,9 @@ def test_the_decks_float32_convs_match_float64_torch(C, C_out, size, kind):
         expected_grads = F.conv2d_backward(wide[3], *wide[:2], padding=1)
         scales = term_scales("conv2d", wide[:3], wide[3], dict(padding=1))
     assert_close(out.astype(np.float64), expected, "forward", 1e-5, scales[0])
-    for name, mine, exact, scale in zip(("input", "weight", "bias"), grads, expected_grads,
-                                        scales[1:]):  # fmt: skip
+    for name, mine, exact, scale in zip(
+        ("input", "weight", "bias"), grads, expected_grads, scales[1:]
+    ):
         assert_close(mine.astype(np.float64), exact, f"gradient of {name}", 1e-5, scale)
 
 

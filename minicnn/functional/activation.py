@@ -55,8 +55,12 @@ def linear(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
     return kernels.pick(L.linear_forward_numpy, L.linear_forward_numba)(x, weight, bias)
 
 
-def linear_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarray,
-                    output_mask: tuple[bool, bool, bool] = (True, True, True)):  # fmt: skip
+def linear_backward(
+    grad_output: np.ndarray,
+    input: np.ndarray,
+    weight: np.ndarray,
+    output_mask: tuple[bool, bool, bool] = (True, True, True),
+):
     """(grad_input, grad_weight, grad_bias) of ``linear``; masked-out ones come back None."""
     x, weight, _ = _check_linear("linear_backward", input, weight, None)
     expected = (*x.shape[:-1], weight.shape[0])
@@ -106,8 +110,15 @@ def _scale(p: float) -> float:
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
 
-def dropout(input: np.ndarray, p: float = 0.5, training: bool = True, inplace: bool = False,
-            *, mask: np.ndarray | None = None, generator=None) -> np.ndarray:  # fmt: skip
+def dropout(
+    input: np.ndarray,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    mask: np.ndarray | None = None,
+    generator=None,
+) -> np.ndarray:
     """Zero each entry with probability ``p`` and scale the rest by ``1 / (1 - p)``
     (inverted dropout, as torch), so that evaluation needs no rescaling.
 
@@ -149,8 +160,9 @@ def dropout_backward(grad_output: np.ndarray, mask: np.ndarray, p: float = 0.5) 
     p = check.probability(p, "dropout probability", "dropout_backward")
     grad = check.float_array(grad_output, "grad_output", "dropout_backward")
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f"dropout_backward: expected mask to be a numpy array, got "
-                        f"{type(mask).__name__}")  # fmt: skip
+        raise TypeError(
+            f"dropout_backward: expected mask to be a numpy array, got {type(mask).__name__}"
+        )
     grad = check.gradient(grad, mask.shape, grad.dtype, "dropout_backward")
     mask = _check_mask(mask, grad.shape)
     return kernels.pick(E.dropout_backward_numpy, E.dropout_backward_numba)(grad, mask, _scale(p))

@@ -11,8 +11,9 @@ from minicnn.kernels import conv as K
 Padding = int | tuple[int, int] | str
 
 
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:  # fmt: skip
+def conv_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """``O = floor((I + 2P - D*(K - 1) - 1) / S) + 1``; with D = 1 the deck's
     ``O = floor((I - K + 2P) / S) + 1``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
@@ -95,8 +96,15 @@ def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv
     return x, batched, np.ascontiguousarray(weight), bias, stride, pads, dilation, groups
 
 
-def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-           stride=1, padding: Padding = 0, dilation=1, groups: int = 1) -> np.ndarray:  # fmt: skip
+def conv2d(
+    input: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride=1,
+    padding: Padding = 0,
+    dilation=1,
+    groups: int = 1,
+) -> np.ndarray:
     """2-D cross-correlation of a batch of images with a bank of filters, as ``torch.conv2d``.
 
     Args:
@@ -120,10 +128,16 @@ def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
     return out if batched else out[0]
 
 
-def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarray,
-                    stride=1, padding: Padding = 0, dilation=1, groups: int = 1,
-                    output_mask: tuple[bool, bool, bool] = (True, True, True),
-                    ) -> tuple[np.ndarray | None, ...]:  # fmt: skip
+def conv2d_backward(
+    grad_output: np.ndarray,
+    input: np.ndarray,
+    weight: np.ndarray,
+    stride=1,
+    padding: Padding = 0,
+    dilation=1,
+    groups: int = 1,
+    output_mask: tuple[bool, bool, bool] = (True, True, True),
+) -> tuple[np.ndarray | None, ...]:
     """Gradients of ``conv2d`` with respect to (input, weight, bias).
 
     Args:
@@ -144,8 +158,9 @@ def conv2d_backward(grad_output: np.ndarray, input: np.ndarray, weight: np.ndarr
     grad = grad if batched else grad[None]
     output_mask = check.output_mask(output_mask, "conv2d_backward")
     backward = kernels.pick(K.conv2d_backward_numpy, K.conv2d_backward_numba)
-    grad_x, grad_w, grad_b = backward(grad, x, weight, stride, pads, dilation, groups,
-                                      input_grad=bool(output_mask[0]))  # fmt: skip
+    grad_x, grad_w, grad_b = backward(
+        grad, x, weight, stride, pads, dilation, groups, input_grad=bool(output_mask[0])
+    )
     if grad_x is not None and not batched:
         grad_x = grad_x[0]
     return (

@@ -74,9 +74,14 @@ def _check_ce(op, input, target, weight, ignore_index, reduction, label_smoothin
     return rows, target, weight, ignore_index, smoothing, False
 
 
-def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                  ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> np.ndarray:  # fmt: skip
+def cross_entropy(
+    input: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
     """Softmax cross-entropy between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     Args:
@@ -115,10 +120,15 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
         return np.asarray(total / denominator, dtype=rows.dtype)
 
 
-def cross_entropy_backward(grad_output, input: np.ndarray, target: np.ndarray,
-                           weight: np.ndarray | None = None, ignore_index: int = -100,
-                           reduction: str = "mean", label_smoothing: float = 0.0,
-                           ) -> np.ndarray:  # fmt: skip
+def cross_entropy_backward(
+    grad_output,
+    input: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
     """Gradient of ``cross_entropy`` with respect to the logits (the input's shape).
 
     For one row without weights or smoothing this is ``softmax(z) - one_hot(y)``, scaled by
@@ -133,8 +143,10 @@ def cross_entropy_backward(grad_output, input: np.ndarray, target: np.ndarray,
     loss_shape = (z_shape[0], *z_shape[2:]) if len(z_shape) > 1 else ()
     if isinstance(grad_output, bool) or not isinstance(grad_output, (np.ndarray, numbers.Real)):
         # np.asarray would turn None into NaN and "1" into a message without the op's name
-        raise TypeError(f"{op}: expected grad_output to be a numpy array or a number, got "
-                        f"{type(grad_output).__name__}")  # fmt: skip
+        raise TypeError(
+            f"{op}: expected grad_output to be a numpy array or a number, got "
+            f"{type(grad_output).__name__}"
+        )
     if isinstance(grad_output, np.ndarray) and grad_output.dtype.kind not in "fiu":
         raise TypeError(f"{op}: expected a numeric grad_output, got {grad_output.dtype}")
     g = np.asarray(grad_output, dtype=rows.dtype)

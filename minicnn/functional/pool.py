@@ -10,8 +10,14 @@ from minicnn.kernels import avg_pool as A
 from minicnn.kernels import pool as K
 
 
-def pool_output_size(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1,
-                     ceil_mode: bool = False) -> int:  # fmt: skip
+def pool_output_size(
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
     """``O = floor_or_ceil((I + 2P - D*(K - 1) - 1) / S) + 1``, torch's pooling rule.
 
     With ``ceil_mode`` the division rounds up, but the last window must still start inside
@@ -60,8 +66,15 @@ def pool_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, padding, dilation, out_hw
 
 
-def max_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False, return_indices: bool = False):  # fmt: skip
+def max_pool2d(
+    input: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
     """The maximum of each (dilated) window, as ``torch.nn.functional.max_pool2d``.
 
     Padding is -inf (never wins); ties go to the first maximum in row-major order.
@@ -87,9 +100,16 @@ def max_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, dilation=
     return (out, indices) if check.boolean(return_indices, "return_indices", "max_pool2d") else out
 
 
-def max_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, kernel_size, stride=None,
-                        padding=0, dilation=1, ceil_mode: bool = False,
-                        indices: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def max_pool2d_backward(
+    grad_output: np.ndarray,
+    input: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    indices: np.ndarray | None = None,
+) -> np.ndarray:
     """Gradient of ``max_pool2d`` with respect to its input.
 
     Each window's gradient goes to the position that won it; give the forward's ``indices``
@@ -118,8 +138,9 @@ def max_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, kernel_size,
     return grad_x if batched else grad_x[0]
 
 
-def _check_avg(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-               divisor_override):  # fmt: skip
+def _check_avg(
+    op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
     x, batched, kernel, stride, padding, _, out_hw = _check_pool(
         op, input, kernel_size, stride, padding, 1, ceil_mode
     )
@@ -131,9 +152,15 @@ def _check_avg(op, input, kernel_size, stride, padding, ceil_mode, count_include
     return x, batched, kernel, stride, padding, out_hw, count_include_pad, divisor_override
 
 
-def avg_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override: int | None = None,
-               ) -> np.ndarray:  # fmt: skip
+def avg_pool2d(
+    input: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
     """The mean of each window, as ``torch.nn.functional.avg_pool2d``.
 
     Args:
@@ -156,9 +183,16 @@ def avg_pool2d(input: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode
     return out if batched else out[0]
 
 
-def avg_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, kernel_size, stride=None,
-                        padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-                        divisor_override: int | None = None) -> np.ndarray:  # fmt: skip
+def avg_pool2d_backward(
+    grad_output: np.ndarray,
+    input: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
     """Gradient of ``avg_pool2d`` with respect to its input: each window's gradient spread
     evenly (over its divisor) across the window's pixels."""
     op = "avg_pool2d_backward"

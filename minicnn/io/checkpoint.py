@@ -262,8 +262,13 @@ def _checked_state(tensors: dict, model: Module, path: Path, dtype=None, fill_al
 
 def _load_optimizer_state(info: Any, path: Path) -> dict[str, Any]:
     """The optimizer's ``state_dict()`` rebuilt from the metadata and the verified sidecar."""
-    fields = {"name": str, "param_groups": list, "scalar_state": dict, "sidecar": str,
-              "sidecar_sha256": str}  # fmt: skip
+    fields = {
+        "name": str,
+        "param_groups": list,
+        "scalar_state": dict,
+        "sidecar": str,
+        "sidecar_sha256": str,
+    }
     if not isinstance(info, dict) or not all(isinstance(info.get(k), t) for k, t in fields.items()):
         raise ValueError(f"{path}: optimizer metadata must be an object with {sorted(fields)}")
     groups, indices = [], set()
@@ -273,8 +278,9 @@ def _load_optimizer_state(info: Any, path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: optimizer param group {group!r} lacks a 'params' index list")
         indices.update(params)
         # JSON turned tuples (Adam's betas) into lists; torch and minicnn keep them as tuples
-        groups.append({k: tuple(v) if isinstance(v, list) and k != "params" else v
-                       for k, v in group.items()})  # fmt: skip
+        groups.append(
+            {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+        )
     # a bare file name: the metadata must not point the loader elsewhere on the disk
     sidecar = path.with_name(Path(info["sidecar"]).name)
     if not sidecar.is_file():

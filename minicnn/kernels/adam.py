@@ -98,8 +98,18 @@ def adam_update_numpy(
 
 
 @njit(inline="always")
-def _plain_adam(param, grad, exp_avg, exp_avg_sq, lerp_weight, beta2, one_minus_beta2,
-                bias_correction2_sqrt, eps, neg_step_size):  # fmt: skip
+def _plain_adam(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    lerp_weight,
+    beta2,
+    one_minus_beta2,
+    bias_correction2_sqrt,
+    eps,
+    neg_step_size,
+):
     """``adam_kernel``'s loop for torch's default Adam (the deck's): no weight decay, no
     amsgrad, no maximize, beta1 above 0.5. The same arithmetic; without the options'
     branches the compiler vectorises it (DeepCNN's fc1.weight: 3.6 -> 0.5 ns an element)."""
@@ -116,9 +126,24 @@ def _plain_adam(param, grad, exp_avg, exp_avg_sq, lerp_weight, beta2, one_minus_
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, as in NumPy
-def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, maximize,
-                decay, decoupled, lerp_weight, lerp_low, beta2, one_minus_beta2,
-                bias_correction2_sqrt, eps, neg_step_size):  # fmt: skip
+def adam_kernel(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    amsgrad,
+    maximize,
+    decay,
+    decoupled,
+    lerp_weight,
+    lerp_low,
+    beta2,
+    one_minus_beta2,
+    bias_correction2_sqrt,
+    eps,
+    neg_step_size,
+):
     """One Adam step on flat arrays, in place (see ``adam_update_numpy`` for the rule).
 
     ``decay`` is the factor ``1 - lr * weight_decay`` when ``decoupled``, else
@@ -127,8 +152,18 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, maxim
     form); every float argument is of the arrays' dtype.
     """
     if lerp_low and not (maximize or amsgrad or decoupled or decay != 0):
-        _plain_adam(param, grad, exp_avg, exp_avg_sq, lerp_weight, beta2, one_minus_beta2,
-                    bias_correction2_sqrt, eps, neg_step_size)  # fmt: skip
+        _plain_adam(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            lerp_weight,
+            beta2,
+            one_minus_beta2,
+            bias_correction2_sqrt,
+            eps,
+            neg_step_size,
+        )
         return
     one = param.dtype.type(1)
     for k in range(param.size):
@@ -154,17 +189,43 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, maxim
         param[k] = param[k] + neg_step_size * m / denom
 
 
-def adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, *, lr, beta1,
-                      beta2, eps, weight_decay, decoupled_weight_decay, maximize):  # fmt: skip
+def adam_update_numba(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    step,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decoupled_weight_decay,
+    maximize,
+):
     """``adam_update_numpy`` (same arguments) through ``adam_kernel``; arrays it cannot view as
     flat (not C-contiguous) go to the twin."""
-    written = (param, exp_avg, exp_avg_sq) + ((max_exp_avg_sq,) if max_exp_avg_sq is not None
-                                              else ())  # fmt: skip
+    written = (param, exp_avg, exp_avg_sq) + (
+        (max_exp_avg_sq,) if max_exp_avg_sq is not None else ()
+    )
     if not all(a.flags.c_contiguous for a in written):
-        return adam_update_numpy(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr=lr,
-                           beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                           decoupled_weight_decay=decoupled_weight_decay,
-                           maximize=maximize)  # fmt: skip
+        return adam_update_numpy(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            step,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
     grad = np.ascontiguousarray(grad)
     t = param.dtype.type
     decoupled = bool(decoupled_weight_decay and weight_decay != 0)
@@ -172,9 +233,17 @@ def adam_update_numba(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, *,
     lerp_weight = 1 - beta1
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
-    scalars = (t(decay), decoupled, t(lerp_weight),
-               bool(abs(t(lerp_weight)) < 0.5), t(beta2), t(1 - beta2),
-               t(bias_correction2**0.5), t(eps), t(-(lr / bias_correction1)))  # fmt: skip
+    scalars = (
+        t(decay),
+        decoupled,
+        t(lerp_weight),
+        bool(abs(t(lerp_weight)) < 0.5),
+        t(beta2),
+        t(1 - beta2),
+        t(bias_correction2**0.5),
+        t(eps),
+        t(-(lr / bias_correction1)),
+    )
     amsgrad = max_exp_avg_sq is not None
     flats = [a.reshape(-1) for a in (param, grad, exp_avg, exp_avg_sq)]
     flats.append(max_exp_avg_sq.reshape(-1) if amsgrad else flats[3])

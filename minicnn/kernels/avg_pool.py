@@ -38,29 +38,34 @@ def _windows(in_hw, out_hw, kernel, stride, padding, count_include_pad, divisor_
             w0, w1, area_w = _avg_window(j * stride[1] - padding[1], kernel[1], W, padding[1])
             if h0 >= h1 or w0 >= w1:
                 continue
-            divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override or 0)  # fmt: skip
+            divisor = _avg_divisor(
+                area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad, divisor_override or 0
+            )
             yield i, j, slice(h0, h1), slice(w0, w1), divisor
 
 
-def avg_pool2d_forward_numpy(x, kernel, stride, padding, out_hw, count_include_pad,
-                             divisor_override):  # fmt: skip
+def avg_pool2d_forward_numpy(
+    x, kernel, stride, padding, out_hw, count_include_pad, divisor_override
+):
     """out (N, C, oH, oW): each window's sum over its divisor."""
     N, C, H, W = x.shape
     out = np.zeros((N, C, *out_hw), dtype=x.dtype)
-    for i, j, rows, cols, divisor in _windows((H, W), out_hw, kernel, stride, padding,
-                                              count_include_pad, divisor_override):  # fmt: skip
+    for i, j, rows, cols, divisor in _windows(
+        (H, W), out_hw, kernel, stride, padding, count_include_pad, divisor_override
+    ):
         out[:, :, i, j] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor
     return out
 
 
-def avg_pool2d_backward_numpy(grad_out, input_hw, kernel, stride, padding, count_include_pad,
-                              divisor_override):  # fmt: skip
+def avg_pool2d_backward_numpy(
+    grad_out, input_hw, kernel, stride, padding, count_include_pad, divisor_override
+):
     """grad_x (N, C, H, W): each output's gradient spread evenly over its window's pixels."""
     N, C, oH, oW = grad_out.shape
     grad_x = np.zeros((N, C, *input_hw), dtype=grad_out.dtype)
-    for i, j, rows, cols, divisor in _windows(input_hw, (oH, oW), kernel, stride, padding,
-                                              count_include_pad, divisor_override):  # fmt: skip
+    for i, j, rows, cols, divisor in _windows(
+        input_hw, (oH, oW), kernel, stride, padding, count_include_pad, divisor_override
+    ):
         grad_x[:, :, rows, cols] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
     return grad_x
 
@@ -91,8 +96,9 @@ def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_over
                 if h0 >= h1 or w0 >= w1:
                     out[n, c, i, j] = 0
                     continue
-                divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
+                divisor = _avg_divisor(
+                    area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad, divisor_override
+                )
                 total = 0.0
                 for h in range(h0, h1):
                     for w in range(w0, w1):
@@ -101,8 +107,9 @@ def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_over
 
 
 @njit(cache=True, nogil=True)
-def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_pad,
-                               divisor_override, out):  # fmt: skip
+def avg_pool2d_backward_kernel(
+    grad_out, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override, out
+):
     """out[n, c] (zeroed here) += grad_out[n, c, i, j] / divisor over window (i, j)."""
     N, C, H, W = out.shape
     _, _, oH, oW = grad_out.shape
@@ -116,35 +123,46 @@ def avg_pool2d_backward_kernel(grad_out, kH, kW, sH, sW, pH, pW, count_include_p
                 w0, w1, area_w = _avg_window(j * sW - pW, kW, W, pW)
                 if h0 >= h1 or w0 >= w1:
                     continue
-                divisor = _avg_divisor(area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad,
-                                   divisor_override)  # fmt: skip
+                divisor = _avg_divisor(
+                    area_h * area_w, (h1 - h0) * (w1 - w0), count_include_pad, divisor_override
+                )
                 share = grad_out[n, c, i, j] / divisor
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         out[n, c, h, w] += share
 
 
-def avg_pool2d_forward_numba(x, kernel, stride, padding, out_hw, count_include_pad,
-                             divisor_override):  # fmt: skip
+def avg_pool2d_forward_numba(
+    x, kernel, stride, padding, out_hw, count_include_pad, divisor_override
+):
     N, C, _, _ = x.shape
     out = np.empty((N, C, *out_hw), dtype=x.dtype)
 
     def task(a, b):
-        avg_pool2d_kernel(x[a:b], *kernel, *stride, *padding, count_include_pad,
-                          divisor_override or 0, out[a:b])  # fmt: skip
+        avg_pool2d_kernel(
+            x[a:b], *kernel, *stride, *padding, count_include_pad, divisor_override or 0, out[a:b]
+        )
 
     parallel_for(N, task)
     return out
 
 
-def avg_pool2d_backward_numba(grad_out, input_hw, kernel, stride, padding, count_include_pad,
-                              divisor_override):  # fmt: skip
+def avg_pool2d_backward_numba(
+    grad_out, input_hw, kernel, stride, padding, count_include_pad, divisor_override
+):
     N, C, _, _ = grad_out.shape
     grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
 
     def task(a, b):
-        avg_pool2d_backward_kernel(grad_out[a:b], *kernel, *stride, *padding, count_include_pad,
-                                   divisor_override or 0, grad_x[a:b])  # fmt: skip
+        avg_pool2d_backward_kernel(
+            grad_out[a:b],
+            *kernel,
+            *stride,
+            *padding,
+            count_include_pad,
+            divisor_override or 0,
+            grad_x[a:b],
+        )
 
     parallel_for(N, task)
     return grad_x

@@ -63,8 +63,9 @@ def _flat(kernel, out, *arrays):
     """``kernel(*arrays, out)`` over flat views, one slice per thread (small arrays in one)."""
     flats = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     flat_out = out.reshape(-1)
-    parallel_for(flat_out.size, lambda a, b: kernel(*(f[a:b] for f in flats), flat_out[a:b]),
-                 grain=1 << 16)  # fmt: skip
+    parallel_for(
+        flat_out.size, lambda a, b: kernel(*(f[a:b] for f in flats), flat_out[a:b]), grain=1 << 16
+    )
     return out
 
 
@@ -78,8 +79,7 @@ def relu_backward_numba(grad_out, x):
 
 def dropout_forward_numba(x, mask, scale):
     scale = x.dtype.type(scale)
-    return _flat(lambda x, m, out: masked_scale_kernel(x, m, scale, out), np.empty_like(x), x,
-                 mask)  # fmt: skip
+    return _flat(lambda x, m, out: masked_scale_kernel(x, m, scale, out), np.empty_like(x), x, mask)
 
 
 def dropout_backward_numba(grad_out, mask, scale):

@@ -45,8 +45,9 @@ def conv2d_relu_max_pool2d_numpy(x, weight, bias, conv_args, pool_args):
     return pool.max_pool2d_forward_numpy(elementwise.relu_forward_numpy(y), *pool_args)
 
 
-def conv2d_relu_max_pool2d_backward_numpy(grad_out, x, weight, bias, conv_args, pool_args, out,
-                                          indices, input_grad=True):  # fmt: skip
+def conv2d_relu_max_pool2d_backward_numpy(
+    grad_out, x, weight, bias, conv_args, pool_args, out, indices, input_grad=True
+):
     """(grad_x, grad_weight, grad_bias): the pool's, relu's and conv's backward in a row (the
     twin recomputes the conv's output rather than keep it)."""
     y = conv.conv2d_forward_numpy(x, weight, bias, *conv_args)  # (N, C_out, oH, oW)
@@ -94,15 +95,17 @@ def conv2d_relu_max_pool2d_numba(x, weight, bias, conv_args, pool_args):
                 continue
             y = parallel.scratch("conv_out", (n1 - n0, C_out, oH, oW), x.dtype)
             plan.forward(x[n0:n1], y)
-            pool.max_pool2d_into(y, kernel, stride, padding, dilation, out[n0:n1],
-                                 indices[n0:n1], relu=True)  # fmt: skip
+            pool.max_pool2d_into(
+                y, kernel, stride, padding, dilation, out[n0:n1], indices[n0:n1], relu=True
+            )
 
     parallel.parallel_for(N, task)
     return out, indices
 
 
-def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, pool_args, out,
-                                          indices, input_grad=True):  # fmt: skip
+def conv2d_relu_max_pool2d_backward_numba(
+    grad_out, x, weight, bias, conv_args, pool_args, out, indices, input_grad=True
+):
     """(grad_x, grad_weight, grad_bias), chunk by chunk (see the module docstring)."""
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
@@ -120,8 +123,9 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     def grad_y(n0, n1):  # the conv output's gradient for images n0..n1, in scratch space
         g = parallel.scratch("conv_grad", (n1 - n0, C_out, oH, oW), x.dtype)
         if clipped:
-            relu_max_pool2d_2x2_backward_kernel(grad_out[n0:n1], indices[n0:n1], out[n0:n1],
-                                                *pads, g)  # fmt: skip
+            relu_max_pool2d_2x2_backward_kernel(
+                grad_out[n0:n1], indices[n0:n1], out[n0:n1], *pads, g
+            )
             return g
         y = nothing
         if recompute:
@@ -134,16 +138,17 @@ def conv2d_relu_max_pool2d_backward_numba(grad_out, x, weight, bias, conv_args, 
     if two_by_two and plan.pools_2x2:  # the conv output's gradient made as it is needed
 
         def chunk_backward(n0, n1, grad_w, grad_b, grad_x):
-            plan.relu_max_pool_2x2_backward(grad_out[n0:n1], indices[n0:n1], out[n0:n1],
-                                            x[n0:n1], grad_w, grad_b, grad_x)  # fmt: skip
+            plan.relu_max_pool_2x2_backward(
+                grad_out[n0:n1], indices[n0:n1], out[n0:n1], x[n0:n1], grad_w, grad_b, grad_x
+            )
 
         return plan.backward_batch(None, x, input_grad, chunk_backward)
     if clipped and plan.pools_clipped_2x2:  # the blocks' gradient made from the pooled one
 
         def blocks_backward(n0, n1, grad_w, grad_b, grad_x):
-            plan.relu_max_pool_clipped_2x2_backward(grad_out[n0:n1], indices[n0:n1],
-                                                    out[n0:n1], *pads, x[n0:n1], grad_w,
-                                                    grad_b, grad_x)  # fmt: skip
+            plan.relu_max_pool_clipped_2x2_backward(
+                grad_out[n0:n1], indices[n0:n1], out[n0:n1], *pads, x[n0:n1], grad_w, grad_b, grad_x
+            )
 
         return plan.backward_batch(None, x, input_grad, blocks_backward)
     return plan.backward_batch(grad_y, x, input_grad)

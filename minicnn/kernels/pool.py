@@ -233,8 +233,15 @@ def max_pool2d_2x2_kernel(x, out, indices, relu=False):
         for c in range(C):
             plane = x[n, c]
             for i in range(oH):
-                max_pool_row_2x2(plane[2 * i], plane[2 * i + 1], W, 2 * i * W, out[n, c, i],
-                                 indices[n, c, i], relu)  # fmt: skip
+                max_pool_row_2x2(
+                    plane[2 * i],
+                    plane[2 * i + 1],
+                    W,
+                    2 * i * W,
+                    out[n, c, i],
+                    indices[n, c, i],
+                    relu,
+                )
 
 
 @njit(cache=True, nogil=True)
@@ -294,8 +301,13 @@ def max_pool2d_backward_kernel(grad_out, indices, out):
 def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
     """Whether a pool's windows are 2x2 at stride 2 without padding or dilation, every one
     inside the input (no ceil_mode overhang): the windows the 2x2 kernels take."""
-    return (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
-            and 2 * out_hw[0] <= in_hw[0] and 2 * out_hw[1] <= in_hw[1])  # fmt: skip
+    return (
+        kernel == stride == (2, 2)
+        and padding == (0, 0)
+        and dilation == (1, 1)
+        and 2 * out_hw[0] <= in_hw[0]
+        and 2 * out_hw[1] <= in_hw[1]
+    )
 
 
 def is_clipped_2x2(kernel, stride, padding, dilation) -> bool:
@@ -320,14 +332,19 @@ def max_pool2d_forward_numba(x, kernel, stride, padding, dilation, out_hw):
     N, C, _, _ = x.shape
     out = np.empty((N, C, *out_hw), dtype=x.dtype)
     indices = np.empty((N, C, *out_hw), dtype=np.int64)
-    parallel_for(N, lambda a, b: max_pool2d_into(x[a:b], kernel, stride, padding, dilation,
-                                                 out[a:b], indices[a:b]))  # fmt: skip
+    parallel_for(
+        N,
+        lambda a, b: max_pool2d_into(
+            x[a:b], kernel, stride, padding, dilation, out[a:b], indices[a:b]
+        ),
+    )
     return out, indices
 
 
 def max_pool2d_backward_numba(grad_out, indices, input_hw):
     N, C, _, _ = grad_out.shape
     grad_x = np.empty((N, C, *input_hw), dtype=grad_out.dtype)
-    parallel_for(N, lambda a, b: max_pool2d_backward_kernel(grad_out[a:b], indices[a:b],
-                                                            grad_x[a:b]))  # fmt: skip
+    parallel_for(
+        N, lambda a, b: max_pool2d_backward_kernel(grad_out[a:b], indices[a:b], grad_x[a:b])
+    )
     return grad_x

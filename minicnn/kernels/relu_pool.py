@@ -106,7 +106,10 @@ def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, pH, pW, g
                 stray = _unpool_clipped(g, k, v, pH, pW, H, W, plane)
             if stray:
                 nothing = np.empty((0, 0, 0, 0), dtype=grad_y.dtype)
-                relu_max_pool2d_backward_kernel(grad_out[n : n + 1, c : c + 1],
-                                                indices[n : n + 1, c : c + 1],
-                                                out_values[n : n + 1, c : c + 1], nothing,
-                                                grad_y[n : n + 1, c : c + 1])  # fmt: skip
+                relu_max_pool2d_backward_kernel(
+                    grad_out[n : n + 1, c : c + 1],
+                    indices[n : n + 1, c : c + 1],
+                    out_values[n : n + 1, c : c + 1],
+                    nothing,
+                    grad_y[n : n + 1, c : c + 1],
+                )

@@ -59,15 +59,22 @@ class ConvReLUMaxPool2d(_Layer):
         bias = None if conv.bias is None else conv.bias.data
         xc, weight, bias = promote(x, conv.weight.data, bias)
         try:
-            out, indices = F.conv2d_relu_max_pool2d(xc, weight, bias, *conv._args(),
-                                                    *self.pool._args())  # fmt: skip
+            out, indices = F.conv2d_relu_max_pool2d(
+                xc, weight, bias, *conv._args(), *self.pool._args()
+            )
         except (ValueError, TypeError):
             # bad input: let the layers run one by one, so the error names the one at fault
             with tape.no_grad():
                 self.pool(self.relu(conv(x)))
             raise
-        self.saved = {"input": xc, "weight": weight, "bias": bias, "dtype": x.dtype,
-                      "out": out, "indices": indices}  # fmt: skip
+        self.saved = {
+            "input": xc,
+            "weight": weight,
+            "bias": bias,
+            "dtype": x.dtype,
+            "out": out,
+            "indices": indices,
+        }
         return out  # (N, C_out, oH', oW')
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
@@ -76,10 +83,16 @@ class ConvReLUMaxPool2d(_Layer):
         mask = (self.needs_input_grad, True, conv.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
         grad_x, grad_w, grad_b = F.conv2d_relu_max_pool2d_backward(
-            grad_output, saved["input"], saved["weight"], saved["bias"], saved["out"],
+            grad_output,
+            saved["input"],
+            saved["weight"],
+            saved["bias"],
+            saved["out"],
             saved["indices"],
-            *conv._args(), *self.pool._args(), output_mask=mask,
-        )  # fmt: skip
+            *conv._args(),
+            *self.pool._args(),
+            output_mask=mask,
+        )
         conv.weight.accumulate_grad(grad_w)
         if conv.bias is not None:
             conv.bias.accumulate_grad(grad_b)

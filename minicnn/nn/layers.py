@@ -100,9 +100,19 @@ class Conv2d(_Layer):
         ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, dtype=np.float32,
-                 generator=None):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        dtype=np.float32,
+        generator=None,
+    ):
         super().__init__()
         name = "Conv2d"
         self.in_channels = _positive_int(in_channels, "in_channels", name)
@@ -118,8 +128,9 @@ class Conv2d(_Layer):
         self.dilation = check.positive_pair(dilation, "dilation", name)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a pair, "
-                                 f"got {padding!r}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: padding must be 'same', 'valid', an int or a pair, got {padding!r}"
+                )
             if padding == "same" and self.stride != (1, 1):
                 raise ValueError(
                     f"{name}: padding='same' is not supported for strided convolutions"
@@ -157,8 +168,9 @@ class Conv2d(_Layer):
         saved = self._take_saved()
         mask = (self.needs_input_grad, True, self.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
-        grad_x, grad_w, grad_b = F.conv2d_backward(grad_output, saved["input"], saved["weight"],
-                                                   *self._args(), output_mask=mask)  # fmt: skip
+        grad_x, grad_w, grad_b = F.conv2d_backward(
+            grad_output, saved["input"], saved["weight"], *self._args(), output_mask=mask
+        )
         self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_b)
@@ -168,8 +180,11 @@ class Conv2d(_Layer):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
         text += f"stride={self.stride}"
         if self.padding != (0, 0):
-            text += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
-                f", padding={self.padding}"  # fmt: skip
+            text += (
+                f", padding={self.padding!r}"
+                if isinstance(self.padding, str)
+                else f", padding={self.padding}"
+            )
         if self.dilation != (1, 1):
             text += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -186,8 +201,14 @@ class Linear(_Layer):
     Shape: input (*, in_features) → output (*, out_features).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype=np.float32, generator=None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype=np.float32,
+        generator=None,
+    ) -> None:
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features", "Linear")
         self.out_features = _positive_int(out_features, "out_features", "Linear")
@@ -216,13 +237,16 @@ class Linear(_Layer):
         saved = self._take_saved()
         mask = (self.needs_input_grad, True, self.bias is not None)
         grad_output = _as(grad_output, saved["input"].dtype)
-        grad_x, grad_w, grad_b = F.linear_backward(grad_output, saved["input"], saved["weight"],
-                                                   mask)  # fmt: skip
+        grad_x, grad_w, grad_b = F.linear_backward(
+            grad_output, saved["input"], saved["weight"], mask
+        )
         self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_b)
         return None if grad_x is None else grad_x.astype(saved["dtype"], copy=False)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")  # fmt: skip
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )

@@ -22,8 +22,13 @@ class CrossEntropyLoss(_Layer):
     Shape: logits (N, C), target (N,) class indices → a 0-d array ('none': (N,)).
     """
 
-    def __init__(self, weight: np.ndarray | None = None, ignore_index: int = -100,
-                 reduction: str = "mean", label_smoothing: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        weight: np.ndarray | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         if not isinstance(reduction, str) or reduction not in ("mean", "sum", "none"):
             raise ValueError(
@@ -34,12 +39,17 @@ class CrossEntropyLoss(_Layer):
         )
         self.ignore_index = check.integer(ignore_index, "ignore_index", "CrossEntropyLoss")
         self.reduction = reduction
-        self.label_smoothing = check.probability(label_smoothing, "label_smoothing",
-                                                 "CrossEntropyLoss")  # fmt: skip
+        self.label_smoothing = check.probability(
+            label_smoothing, "label_smoothing", "CrossEntropyLoss"
+        )
 
     def _kwargs(self) -> dict:
-        return {"weight": self.weight, "ignore_index": self.ignore_index,
-                "reduction": self.reduction, "label_smoothing": self.label_smoothing}  # fmt: skip
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "label_smoothing": self.label_smoothing,
+        }
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         """The loss; for 'mean' and 'sum' a ``LossValue`` whose ``backward()`` backpropagates
@@ -60,8 +70,9 @@ class CrossEntropyLoss(_Layer):
                     "pass grad_output of that shape"
                 )
             grad_output = np.ones((), dtype=saved["input"].dtype)
-        return F.cross_entropy_backward(grad_output, saved["input"], saved["target"],
-                                        **self._kwargs())  # fmt: skip
+        return F.cross_entropy_backward(
+            grad_output, saved["input"], saved["target"], **self._kwargs()
+        )
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"

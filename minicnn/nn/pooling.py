@@ -32,8 +32,9 @@ class MaxPool2d(_Pool):
         ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1`` (ceil with ceil_mode).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False
+    ) -> None:
         super().__init__("MaxPool2d", kernel_size, stride, padding, ceil_mode)
         self.dilation = check.positive_pair(dilation, "dilation", "MaxPool2d")
 
@@ -47,12 +48,15 @@ class MaxPool2d(_Pool):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         saved = self._take_saved()
-        return F.max_pool2d_backward(grad_output, saved["input"], *self._args(),
-                                     indices=saved["indices"])  # fmt: skip
+        return F.max_pool2d_backward(
+            grad_output, saved["input"], *self._args(), indices=saved["indices"]
+        )
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")  # fmt: skip
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class AvgPool2d(_Pool):
@@ -63,8 +67,15 @@ class AvgPool2d(_Pool):
         (ceil with ceil_mode).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ):
         super().__init__("AvgPool2d", kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = check.boolean(count_include_pad, "count_include_pad", "AvgPool2d")
         if divisor_override is not None:
@@ -74,8 +85,14 @@ class AvgPool2d(_Pool):
         self.divisor_override = divisor_override
 
     def _args(self) -> tuple:
-        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                self.count_include_pad, self.divisor_override)  # fmt: skip
+        return (
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = F.avg_pool2d(x, *self._args())  # (N, C, oH, oW)

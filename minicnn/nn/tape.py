@@ -149,8 +149,11 @@ def producer_of(array: np.ndarray) -> Call | None:
         return call
     for call in list(_producers.values()):
         out = call.output
-        if isinstance(out, np.ndarray) and out.size == array.size and \
-                np.may_share_memory(out, array):  # fmt: skip
+        if (
+            isinstance(out, np.ndarray)
+            and out.size == array.size
+            and np.may_share_memory(out, array)
+        ):
             return call
     return None
 

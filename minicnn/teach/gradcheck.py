@@ -73,9 +73,16 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.abs(analytic - numeric).max() / scale)
 
 
-def check_layer(layer: nn.Module, x: np.ndarray, target: np.ndarray | None = None, *,
-                eps: float = EPS, tolerance: float = TOLERANCE, seed: int = 0,
-                name: str | None = None) -> list[GradCheck]:  # fmt: skip
+def check_layer(
+    layer: nn.Module,
+    x: np.ndarray,
+    target: np.ndarray | None = None,
+    *,
+    eps: float = EPS,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+    name: str | None = None,
+) -> list[GradCheck]:
     """Compare ``layer``'s backward pass with central differences, for its input and for each
     of its parameters (see the module docstring).
 
@@ -88,14 +95,18 @@ def check_layer(layer: nn.Module, x: np.ndarray, target: np.ndarray | None = Non
     if not isinstance(layer, nn.Module):
         raise TypeError(f"check_layer: expected a minicnn.nn.Module, got {type(layer).__name__}")
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        raise TypeError("check_layer: central differences need a float64 numpy array as x, "
-                        f"got {getattr(x, 'dtype', type(x).__name__)}")  # fmt: skip
+        raise TypeError(
+            "check_layer: central differences need a float64 numpy array as x, "
+            f"got {getattr(x, 'dtype', type(x).__name__)}"
+        )
     args = (x,) if target is None else (x, target)
     params = list(layer.named_parameters())
     for pname, param in params:
         if param.dtype != np.float64:
-            raise TypeError(f"check_layer: parameter {pname} is {param.dtype}; build the layer "
-                            "with dtype=np.float64")  # fmt: skip
+            raise TypeError(
+                f"check_layer: parameter {pname} is {param.dtype}; build the layer "
+                "with dtype=np.float64"
+            )
 
     layer.zero_grad()
     out = np.asarray(layer(*args))
@@ -141,42 +152,67 @@ def layer_cases(seed: int = 0) -> list[tuple[str, nn.Module, np.ndarray, np.ndar
     weight = rng.uniform(0.5, 2.0, 5)
     # each name is the layer's constructor call, without the float64 arguments
     return [
-        ("Conv2d(1, 3, 3, padding=1)", nn.Conv2d(1, 3, 3, padding=1, **f64), normal(2, 1, 5, 5),
-         None),
-        ("Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)",
-         nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, **f64),
-         normal(2, 4, 7, 6), None),
-        ("Conv2d(2, 2, 2, padding='same', dilation=2, bias=False)",
-         nn.Conv2d(2, 2, 2, padding="same", dilation=2, bias=False, **f64), normal(1, 2, 5, 6),
-         None),
+        (
+            "Conv2d(1, 3, 3, padding=1)",
+            nn.Conv2d(1, 3, 3, padding=1, **f64),
+            normal(2, 1, 5, 5),
+            None,
+        ),
+        (
+            "Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)",
+            nn.Conv2d(
+                4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, **f64
+            ),
+            normal(2, 4, 7, 6),
+            None,
+        ),
+        (
+            "Conv2d(2, 2, 2, padding='same', dilation=2, bias=False)",
+            nn.Conv2d(2, 2, 2, padding="same", dilation=2, bias=False, **f64),
+            normal(1, 2, 5, 6),
+            None,
+        ),
         ("MaxPool2d(2, 2)", nn.MaxPool2d(2, 2), _distinct(rng, (2, 3, 6, 6)), None),
-        ("MaxPool2d(2, 2, padding=1)", nn.MaxPool2d(2, 2, padding=1),
-         _distinct(rng, (1, 2, 7, 7)), None),
-        ("MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True)",
-         nn.MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True), _distinct(rng, (2, 2, 9, 8)),
-         None),
+        (
+            "MaxPool2d(2, 2, padding=1)",
+            nn.MaxPool2d(2, 2, padding=1),
+            _distinct(rng, (1, 2, 7, 7)),
+            None,
+        ),
+        (
+            "MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True)",
+            nn.MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True),
+            _distinct(rng, (2, 2, 9, 8)),
+            None,
+        ),
         ("AvgPool2d(2)", nn.AvgPool2d(2), normal(2, 3, 6, 6), None),
-        ("AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)",
-         nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False),
-         normal(2, 2, 7, 6), None),
+        (
+            "AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)",
+            nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+            normal(2, 2, 7, 6),
+            None,
+        ),
         ("ReLU()", nn.ReLU(), away_from_zero, None),
         ("Linear(5, 3)", nn.Linear(5, 3, **f64), normal(4, 5), None),
         ("Flatten()", nn.Flatten(), normal(2, 3, 2, 2), None),
         ("Dropout(0.4), a fixed mask", dropout, normal(3, 5), None),
         ("CrossEntropyLoss()", nn.CrossEntropyLoss(), normal(4, 5), rng.integers(0, 5, size=4)),
-        ("CrossEntropyLoss(weight, label_smoothing=0.1)",
-         nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1), normal(4, 5),
-         rng.integers(0, 5, size=4)),
-    ]  # fmt: skip
+        (
+            "CrossEntropyLoss(weight, label_smoothing=0.1)",
+            nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1),
+            normal(4, 5),
+            rng.integers(0, 5, size=4),
+        ),
+    ]
 
 
-def run_gradchecks(*, eps: float = EPS, tolerance: float = TOLERANCE,
-                   seed: int = 0) -> list[GradCheck]:  # fmt: skip
+def run_gradchecks(
+    *, eps: float = EPS, tolerance: float = TOLERANCE, seed: int = 0
+) -> list[GradCheck]:
     """``check_layer`` on every case of ``layer_cases(seed)``, with the active backend."""
     checks = []
     for name, layer, x, target in layer_cases(seed):
-        checks += check_layer(layer, x, target, eps=eps, tolerance=tolerance, seed=seed,
-                              name=name)  # fmt: skip
+        checks += check_layer(layer, x, target, eps=eps, tolerance=tolerance, seed=seed, name=name)
     return checks
 
 
@@ -185,19 +221,32 @@ def format_table(checks: list[GradCheck]) -> str:
     rows = [("layer", "gradient of", "shape", "relative error", "")]
     for check in checks:
         shape = str(check.shape)
-        rows.append((check.layer, check.parameter, shape, f"{check.error:.2e}",
-                     "ok" if check.ok else f"FAIL (> {check.tolerance:.0e})"))  # fmt: skip
+        rows.append(
+            (
+                check.layer,
+                check.parameter,
+                shape,
+                f"{check.error:.2e}",
+                "ok" if check.ok else f"FAIL (> {check.tolerance:.0e})",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     rows.insert(1, tuple("-" * w for w in widths))
-    lines = ["  ".join(cell.rjust(w) if i == 3 else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i == 3 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        ).rstrip()
+        for row in rows
+    ]
     failed = sum(not check.ok for check in checks)
     worst = max((check.error for check in checks), default=0.0)
     lines.append("")
     verdict = f"; {failed} FAILED" if failed else ""
-    lines.append(f"{len(checks) - failed} of {len(checks)} gradients within the tolerance "
-                 f"(largest relative error {worst:.2e}){verdict}")  # fmt: skip
+    lines.append(
+        f"{len(checks) - failed} of {len(checks)} gradients within the tolerance "
+        f"(largest relative error {worst:.2e}){verdict}"
+    )
     return "\n".join(lines)
 
 
@@ -227,9 +276,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="seeds the inputs, the weights and r (default: %(default)s)",
     )
-    parser.add_argument("--backend", choices=minicnn.kernels.BACKENDS, default=None,
-                        help="the kernels to check (default: the active backend, numba unless "
-                        "$MINICNN_BACKEND says otherwise)")  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        choices=minicnn.kernels.BACKENDS,
+        default=None,
+        help="the kernels to check (default: the active backend, numba unless "
+        "$MINICNN_BACKEND says otherwise)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -239,7 +292,9 @@ def run_command(args: argparse.Namespace) -> int:
     backend = args.backend or minicnn.get_backend()
     with minicnn.use_backend(backend):
         checks = run_gradchecks(eps=args.eps, tolerance=args.tolerance, seed=args.seed)
-    print(f"Central differences (eps {args.eps:g}) against each layer's backward pass, in "
-          f"float64, {backend} kernels:\n")  # fmt: skip
+    print(
+        f"Central differences (eps {args.eps:g}) against each layer's backward pass, in "
+        f"float64, {backend} kernels:\n"
+    )
     print(format_table(checks))
     return 0 if all(check.ok for check in checks) else 1

@@ -67,8 +67,9 @@ def show_checkpoint(
     name = type(model).__name__
     images, labels = load_mnist(ensure_mnist(data_dir, download), train=False)
     if not 0 <= index < len(images):
-        raise ValueError(f"show: --index {index} is not a test image: expected 0 to "
-                         f"{len(images) - 1}")  # fmt: skip
+        raise ValueError(
+            f"show: --index {index} is not a test image: expected 0 to {len(images) - 1}"
+        )
     dtype = next(model.parameters()).dtype
     x = to_float(images[index : index + 1], dtype=dtype)  # (1, 1, 28, 28) in [0, 1]
     traced = trace(model, x)
@@ -85,8 +86,18 @@ def show_checkpoint(
         C_out, C_in, kH, kW = weight.shape
         channel = "" if C_in == 1 else ", input channel 0"
         title = f"{name}: the {C_out} learned {kH}×{kW} kernels of {conv.name} (Conv2d{channel})"
-        paths.append(_tiles(Figure, weight[:, 0], title, "kernels", "weight", "RdBu_r",
-                            out / "kernels.png", centred=True))  # fmt: skip
+        paths.append(
+            _tiles(
+                Figure,
+                weight[:, 0],
+                title,
+                "kernels",
+                "weight",
+                "RdBu_r",
+                out / "kernels.png",
+                centred=True,
+            )
+        )
     for block in traced.blocks:
         if block.output.ndim != 4:  # feature maps are image stacks; skip vectors
             continue
@@ -94,12 +105,21 @@ def show_checkpoint(
         inside = block.module
         parts = list(inside) if isinstance(inside, nn.Sequential) else [inside]
         steps = " → ".join(type(m).__name__ for m in parts)
-        title = (f"after {block.name} ({steps}): {C} feature maps of {H}×{W}\n"
-                 f"for {digit}")  # fmt: skip
-        paths.append(_tiles(Figure, block.output[0], title, "channels", "activation", "viridis",
-                            out / f"features-{block.name}.png"))  # fmt: skip
-    paths.append(_prediction(Figure, images[index], probabilities, label, digit,
-                             out / "prediction.png"))  # fmt: skip
+        title = f"after {block.name} ({steps}): {C} feature maps of {H}×{W}\nfor {digit}"
+        paths.append(
+            _tiles(
+                Figure,
+                block.output[0],
+                title,
+                "channels",
+                "activation",
+                "viridis",
+                out / f"features-{block.name}.png",
+            )
+        )
+    paths.append(
+        _prediction(Figure, images[index], probabilities, label, digit, out / "prediction.png")
+    )
     return Shown(paths, index, label, prediction, probabilities)
 
 
@@ -114,8 +134,16 @@ def _montage(maps: np.ndarray, columns: int) -> np.ndarray:
     return grid
 
 
-def _tiles(Figure, maps: np.ndarray, title: str, what: str, unit: str, colours: str,
-           path: Path, centred: bool = False) -> Path:  # fmt: skip
+def _tiles(
+    Figure,
+    maps: np.ndarray,
+    title: str,
+    what: str,
+    unit: str,
+    colours: str,
+    path: Path,
+    centred: bool = False,
+) -> Path:
     """One PNG of the (C, h, w) ``maps`` as a grid of tiles on one colour scale: row r holds
     ``what`` r·columns to r·columns + columns - 1, labelled on the axes."""
     import matplotlib
@@ -130,10 +158,16 @@ def _tiles(Figure, maps: np.ndarray, title: str, what: str, unit: str, colours: 
     figure = Figure(figsize=(1.0 + 0.75 * columns, 1.2 + 0.75 * rows), layout="constrained")
     axes = figure.subplots()
     cmap = matplotlib.colormaps[colours].with_extremes(bad="white")
-    image = axes.imshow(_montage(maps.astype(np.float64), columns), cmap=cmap, vmin=low,
-                        vmax=high, interpolation="nearest")  # fmt: skip
-    axes.set_xticks([q * (w + 1) + (w - 1) / 2 for q in range(columns)],
-                    [f"+{q}" for q in range(columns)])  # fmt: skip
+    image = axes.imshow(
+        _montage(maps.astype(np.float64), columns),
+        cmap=cmap,
+        vmin=low,
+        vmax=high,
+        interpolation="nearest",
+    )
+    axes.set_xticks(
+        [q * (w + 1) + (w - 1) / 2 for q in range(columns)], [f"+{q}" for q in range(columns)]
+    )
     spans = [f"{r * columns}–{min(C, (r + 1) * columns) - 1}" for r in range(rows)]
     axes.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)], spans)
     axes.tick_params(length=0)
@@ -146,8 +180,9 @@ def _tiles(Figure, maps: np.ndarray, title: str, what: str, unit: str, colours: 
     return path
 
 
-def _prediction(Figure, image: np.ndarray, probabilities: np.ndarray, label: int, digit: str,
-                path: Path) -> Path:  # fmt: skip
+def _prediction(
+    Figure, image: np.ndarray, probabilities: np.ndarray, label: int, digit: str, path: Path
+) -> Path:
     """The digit beside a bar chart of the softmax probability of each class."""
     prediction = int(probabilities.argmax())
     figure = Figure(figsize=(9, 3.6), layout="constrained")
@@ -157,12 +192,17 @@ def _prediction(Figure, image: np.ndarray, probabilities: np.ndarray, label: int
     colours = ["tab:blue"] * len(probabilities)
     colours[prediction] = "tab:orange" if prediction == label else "tab:red"
     bars = bars_axes.bar(range(len(probabilities)), probabilities, color=colours)
-    bars_axes.bar_label(bars, labels=[f"{p:.3f}" if p >= 0.001 else "" for p in probabilities],
-                        fontsize=8)  # fmt: skip
+    bars_axes.bar_label(
+        bars, labels=[f"{p:.3f}" if p >= 0.001 else "" for p in probabilities], fontsize=8
+    )
     verdict = "correct" if prediction == label else f"wrong: the label is {label}"
-    bars_axes.set(title=f"prediction: {prediction} (p = {probabilities[prediction]:.3f}), "
-                  f"{verdict}", xlabel="class (digit)", ylabel="softmax probability",
-                  ylim=(0, 1.08), xticks=range(len(probabilities)))  # fmt: skip
+    bars_axes.set(
+        title=f"prediction: {prediction} (p = {probabilities[prediction]:.3f}), {verdict}",
+        xlabel="class (digit)",
+        ylabel="softmax probability",
+        ylim=(0, 1.08),
+        xticks=range(len(probabilities)),
+    )
     figure.savefig(path, dpi=100)
     return path
 
@@ -172,8 +212,12 @@ def _prediction(Figure, image: np.ndarray, probabilities: np.ndarray, label: int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``minicnn show``'s options."""
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a checkpoint written by minicnn train --save")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a checkpoint written by minicnn train --save",
+    )
     parser.add_argument(
         "--index",
         type=int,
@@ -204,10 +248,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """``minicnn show``: draw the pictures, print the prediction and the files written."""
     shown = show_checkpoint(args.checkpoint, args.index, args.data_dir, args.out, args.download)
-    print(f"{args.checkpoint}: test image #{shown.index}, label {shown.label}, predicted "
-          f"{shown.prediction}")  # fmt: skip
-    print("softmax probabilities: " + "  ".join(
-        f"{digit}: {p:.4f}" for digit, p in enumerate(shown.probabilities)))  # fmt: skip
+    print(
+        f"{args.checkpoint}: test image #{shown.index}, label {shown.label}, predicted "
+        f"{shown.prediction}"
+    )
+    print(
+        "softmax probabilities: "
+        + "  ".join(f"{digit}: {p:.4f}" for digit, p in enumerate(shown.probabilities))
+    )
     for path in shown.paths:
         print(f"wrote {path}")
     return 0

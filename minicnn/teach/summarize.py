@@ -65,17 +65,34 @@ class ModelSummary:
 
     def table(self) -> str:
         """The summary as fixed-width text."""
-        header = ("layer", "type", "input", "output", "output size (H and W)", "params",
-                  "mult-adds")  # fmt: skip
+        header = (
+            "layer",
+            "type",
+            "input",
+            "output",
+            "output size (H and W)",
+            "params",
+            "mult-adds",
+        )
         rows = [header]
         for layer in self.layers:
             name = "(forward)" if layer.kind == RESHAPE else layer.name or "(model)"
             if layer.aliases:
                 name += " = " + " = ".join(layer.aliases)
-            rows.append((name, layer.kind, _shape(layer.input_shape), _shape(layer.output_shape),
-                         layer.size, _count(layer.params), _count(layer.mult_adds)))  # fmt: skip
-        rows.append(("total", "", "", "", "", f"{self.total_params:,}",
-                     f"{self.total_mult_adds:,}"))  # fmt: skip
+            rows.append(
+                (
+                    name,
+                    layer.kind,
+                    _shape(layer.input_shape),
+                    _shape(layer.output_shape),
+                    layer.size,
+                    _count(layer.params),
+                    _count(layer.mult_adds),
+                )
+            )
+        rows.append(
+            ("total", "", "", "", "", f"{self.total_params:,}", f"{self.total_mult_adds:,}")
+        )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         rule = tuple("-" * w for w in widths)
         rows.insert(1, rule)
@@ -87,17 +104,23 @@ class ModelSummary:
             "",
         ]
         for row in rows:
-            cells = [cell.ljust(w) if i < 5 else cell.rjust(w)
-                     for i, (cell, w) in enumerate(zip(row, widths))]  # fmt: skip
+            cells = [
+                cell.ljust(w) if i < 5 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))
+            ]
             lines.append("  ".join(cells).rstrip())
         lines.append("")
-        lines.append(f"parameters: {self.total_params:,} (a parameter shared by two layers "
-                     f"counts once)")  # fmt: skip
+        lines.append(
+            f"parameters: {self.total_params:,} (a parameter shared by two layers counts once)"
+        )
         if self.unused_params:
-            lines.append(f"  of which {self.unused_params:,} in layers the forward pass did "
-                         f"not call")  # fmt: skip
-        lines.append(f"multiply-adds per example: {self.total_mult_adds:,} (one Conv2d output "
-                     f"value takes C_in/groups·kH·kW, a Linear one in_features)")  # fmt: skip
+            lines.append(
+                f"  of which {self.unused_params:,} in layers the forward pass did not call"
+            )
+        lines.append(
+            f"multiply-adds per example: {self.total_mult_adds:,} (one Conv2d output "
+            f"value takes C_in/groups·kH·kW, a Linear one in_features)"
+        )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -125,7 +148,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> ModelSummary:
         or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
             for d in input_shape
-        )  # fmt: skip
+        )
     ):
         raise ValueError(
             f"summary: expected input_shape as a tuple of positive ints with the batch axis "
@@ -137,28 +160,47 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> ModelSummary:
     counted: set[int] = set()
     rows = []
     for step in traced.layers:
-        own = [] if step.module is None else [p for p in step.module.parameters()
-                                              if id(p) not in counted]  # fmt: skip
+        own = (
+            []
+            if step.module is None
+            else [p for p in step.module.parameters() if id(p) not in counted]
+        )
         counted.update(id(p) for p in own)
-        rows.append(LayerSummary(
-            name=step.name, kind=step.kind, input_shape=tuple(step.input.shape),
-            output_shape=tuple(step.output.shape), size=_size_text(step),
-            params=sum(p.size for p in own), mult_adds=_mult_adds(step), aliases=step.aliases,
-        ))  # fmt: skip
+        rows.append(
+            LayerSummary(
+                name=step.name,
+                kind=step.kind,
+                input_shape=tuple(step.input.shape),
+                output_shape=tuple(step.output.shape),
+                size=_size_text(step),
+                params=sum(p.size for p in own),
+                mult_adds=_mult_adds(step),
+                aliases=step.aliases,
+            )
+        )
     total = sum(p.size for p in params)
     return ModelSummary(
-        model=type(model).__name__, input_shape=tuple(int(d) for d in input_shape),
-        output_shape=tuple(np.shape(traced.output)), layers=rows, total_params=total,
+        model=type(model).__name__,
+        input_shape=tuple(int(d) for d in input_shape),
+        output_shape=tuple(np.shape(traced.output)),
+        layers=rows,
+        total_params=total,
         total_mult_adds=sum(row.mult_adds for row in rows),
         unused_params=sum(p.size for p in params if id(p) not in counted),
-    )  # fmt: skip
+    )
 
 
 # -- the output-size formula with numbers ---------------------------------------------------
 
 
-def size_formula(size: int, kernel: int, stride: int, padding: tuple[int, int] = (0, 0),
-                 dilation: int = 1, ceil_mode: bool = False) -> tuple[str, int]:  # fmt: skip
+def size_formula(
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: tuple[int, int] = (0, 0),
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> tuple[str, int]:
     """The deck's ``O = floor((I − K + 2P) / S) + 1`` with the numbers in, and its value.
 
     ``padding`` is (before, after); unequal sides (``padding='same'`` with an even window)
@@ -200,19 +242,24 @@ def _axes(module: nn.Module) -> list[tuple[int, int, tuple[int, int], int, bool]
             pads = [(0, 0), (0, 0)]
         else:
             pads = [(p, p) for p in module.padding]
-        return [(k, s, pad, d, False) for k, s, pad, d in
-                zip(module.kernel_size, module.stride, pads, module.dilation)]  # fmt: skip
+        return [
+            (k, s, pad, d, False)
+            for k, s, pad, d in zip(module.kernel_size, module.stride, pads, module.dilation)
+        ]
     dilation = module.dilation if isinstance(module, nn.MaxPool2d) else (1, 1)
-    return [(k, s, (p, p), d, module.ceil_mode) for k, s, p, d in
-            zip(module.kernel_size, module.stride, module.padding, dilation)]  # fmt: skip
+    return [
+        (k, s, (p, p), d, module.ceil_mode)
+        for k, s, p, d in zip(module.kernel_size, module.stride, module.padding, dilation)
+    ]
 
 
 def _size_text(step: Step) -> str:
     """The output-size column of a row."""
     shape_in, shape_out = step.input.shape, step.output.shape
     if isinstance(step.module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        texts = [size_formula(size, *axis)[0] for size, axis in
-                 zip(shape_in[-2:], _axes(step.module))]  # fmt: skip
+        texts = [
+            size_formula(size, *axis)[0] for size, axis in zip(shape_in[-2:], _axes(step.module))
+        ]
         return texts[0] if texts[0] == texts[1] else f"H: {texts[0]}; W: {texts[1]}"
     if step.kind == RESHAPE or isinstance(step.module, nn.Flatten):
         return _merge_text(shape_in, shape_out)
@@ -223,8 +270,9 @@ def _merge_text(shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> str:
     """``'64·7·7 = 3136'`` for a reshape that merges neighbouring axes into one, else ''."""
     for start in range(len(shape_in)):
         for end in range(start + 1, len(shape_in)):
-            merged = shape_in[:start] + (math.prod(shape_in[start : end + 1]),) + \
-                shape_in[end + 1 :]  # fmt: skip
+            merged = (
+                shape_in[:start] + (math.prod(shape_in[start : end + 1]),) + shape_in[end + 1 :]
+            )
             if merged == shape_out:
                 factors = "·".join(str(d) for d in shape_in[start : end + 1])
                 return f"{factors} = {merged[start]}"
@@ -259,8 +307,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``minicnn summary``'s options."""
     from minicnn.models import MODELS
 
-    parser.add_argument("--model", choices=tuple(MODELS), default="cnn",
-                        help="the deck's CNN, or deep: DeepCNN (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="cnn",
+        help="the deck's CNN, or deep: DeepCNN (default: %(default)s)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:

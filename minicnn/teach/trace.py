@@ -84,8 +84,9 @@ def trace(model: Module, x: np.ndarray) -> Trace:
         if not call.children:  # the model is a single layer
             root = Step("", model, call.inputs[0], output)
             return Trace(output, [root], [root])
-        blocks = [_step(child, _join("", _key(model, child.module)), names)
-                  for child in call.children]  # fmt: skip
+        blocks = [
+            _step(child, _join("", _key(model, child.module)), names) for child in call.children
+        ]
         return Trace(output, blocks, _with_reshapes(list(_leaves(call, "", names))))
     finally:
         _forget(call)

@@ -32,29 +32,40 @@ class TrainConfig:
 
     model: str = _opt("cnn", "the deck's CNN, or deep: DeepCNN with dropout", tuple(MODELS))
     engine: str = _opt("minicnn", "minicnn (NumPy/Numba, CPU) or torch (CPU or CUDA)", ENGINES)
-    device: str = _opt("auto", "auto: CUDA if torch sees a GPU, else cpu (minicnn: cpu only)",
-                       ("auto", "cpu", "cuda"))  # fmt: skip
+    device: str = _opt(
+        "auto",
+        "auto: CUDA if torch sees a GPU, else cpu (minicnn: cpu only)",
+        ("auto", "cpu", "cuda"),
+    )
     epochs: int = _opt(15, "epochs in all, counting those of a --resume checkpoint")
     batch_size: int = _opt(100, "images per batch (shuffled, the last partial batch dropped)")
     lr: float = _opt(0.001, "Adam's learning rate", metavar="LR")
     seed: int = _opt(777, "seeds the initial weights, the dropout and each epoch's shuffle")
-    data_dir: str | None = _opt(None, "MNIST directory (default: $MINICNN_DATA, else ./data)",
-                                metavar="DIR")  # fmt: skip
+    data_dir: str | None = _opt(
+        None, "MNIST directory (default: $MINICNN_DATA, else ./data)", metavar="DIR"
+    )
     download: bool = _opt(True, "download MNIST when it is not found (the deck's download=True)")
     save: str | None = _opt(None, "write a resumable checkpoint (.safetensors) every epoch")
-    resume: str | None = _opt(None, "continue this checkpoint's run (same model, engine, seed, "
-                              "batch size, lr, dtype and train limit)")  # fmt: skip
-    metrics: str | None = _opt(None, "JSON-lines log, one object per epoch (default: NAME.metrics"
-                               ".jsonl beside --save NAME.safetensors, else runs/MODEL-ENGINE"
-                               ".jsonl)")  # fmt: skip
+    resume: str | None = _opt(
+        None,
+        "continue this checkpoint's run (same model, engine, seed, "
+        "batch size, lr, dtype and train limit)",
+    )
+    metrics: str | None = _opt(
+        None,
+        "JSON-lines log, one object per epoch (default: NAME.metrics"
+        ".jsonl beside --save NAME.safetensors, else runs/MODEL-ENGINE"
+        ".jsonl)",
+    )
     plot: str | None = _opt(None, "write a PNG of the cost per epoch and the test accuracy")
     threads: int | None = _opt(None, "CPU threads for the kernels and torch (default: all cores)")
     dtype: str = _opt("float32", "weights and inputs in float32 or float64", FLOATS)
     train_limit: int | None = _opt(None, "train on the first N images only (for smoke tests)")
     test_limit: int | None = _opt(None, "evaluate on the first N test images only")
     deck_eval: bool = _opt(False, "also run the deck's buggy evaluation on raw 0-255 pixels")
-    progress: str = _opt("auto", "auto: a progress bar when stderr is a terminal; bar; none",
-                         ("auto", "bar", "none"))  # fmt: skip
+    progress: str = _opt(
+        "auto", "auto: a progress bar when stderr is a terminal; bar; none", ("auto", "bar", "none")
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -62,8 +73,14 @@ class TrainConfig:
             if choices is not None and value not in choices:
                 flag = option_flag(field.name)
                 raise ValueError(f"--{flag} {value!r}: expected one of {choices}")
-        lows = {"epochs": 0, "batch_size": 1, "seed": 0, "threads": 1, "train_limit": 1,
-                "test_limit": 1}  # fmt: skip
+        lows = {
+            "epochs": 0,
+            "batch_size": 1,
+            "seed": 0,
+            "threads": 1,
+            "train_limit": 1,
+            "test_limit": 1,
+        }
         for name, low in lows.items():
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < low):
@@ -71,8 +88,10 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr {self.lr!r}: expected a positive number")
         if self.engine == "minicnn" and self.device == "cuda":
-            raise ValueError("--device cuda: the minicnn engine runs on the CPU only (use "
-                             "--device cpu, or --engine torch for CUDA)")  # fmt: skip
+            raise ValueError(
+                "--device cuda: the minicnn engine runs on the CPU only (use "
+                "--device cpu, or --engine torch for CUDA)"
+            )
 
 
 def metrics_path(config: TrainConfig) -> Path:

@@ -36,8 +36,17 @@ def progress_bar(mode: str, total: int, initial: int, desc: str) -> ProgressBar:
         if mode == "bar":
             raise ValueError("--progress bar needs tqdm: pip install tqdm") from None
         return ProgressBar()
-    return ProgressBar(tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False,
-                            file=sys.stderr, dynamic_ncols=True))  # fmt: skip
+    return ProgressBar(
+        tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            unit="batch",
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+    )
 
 
 class StopOnSigint:
@@ -63,8 +72,12 @@ class StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: finishing the current batch, then saving a checkpoint "
-              "(Ctrl-C again to abort at once)", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            "\nCtrl-C: finishing the current batch, then saving a checkpoint "
+            "(Ctrl-C again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc_info) -> None:
         if self._installed:

@@ -117,8 +117,9 @@ def train(
     directory = _find_data(config)
     train_set = _first(load_mnist(directory, train=True), config.train_limit)
     test_set = _first(load_mnist(directory, train=False), config.test_limit)
-    loader = BatchLoader(*train_set, config.batch_size, shuffle=True, drop_last=True,
-                         seed=config.seed)  # fmt: skip
+    loader = BatchLoader(
+        *train_set, config.batch_size, shuffle=True, drop_last=True, seed=config.seed
+    )
     n_batches = len(loader)
     if n_batches == 0:
         raise ValueError(
@@ -147,8 +148,11 @@ def train(
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
     save = Path(config.save) if config.save else None
     saved_epoch = None  # the epoch the last good checkpoint this run wrote ends
-    print(f"Training {config.model} with {engine.name} on {engine.device} ({config.dtype}): "
-          f"{n_batches} batches of {config.batch_size} per epoch", flush=True)  # fmt: skip
+    print(
+        f"Training {config.model} with {engine.name} on {engine.device} ({config.dtype}): "
+        f"{n_batches} batches of {config.batch_size} per epoch",
+        flush=True,
+    )
 
     with StopOnSigint() as stop:
         for epoch in range(start_epoch, config.epochs):
@@ -170,14 +174,23 @@ def train(
                 if stop.requested and batch + 1 < n_batches:
                     bar.close()
                     seconds = seconds_before + time.perf_counter() - started
-                    partial = {"epoch": epoch + 1, "batch": batch + 1, "partial": True,
-                               "cost_sum": float(cost_sum), "seconds": seconds}  # fmt: skip
+                    partial = {
+                        "epoch": epoch + 1,
+                        "batch": batch + 1,
+                        "partial": True,
+                        "cost_sum": float(cost_sum),
+                        "seconds": seconds,
+                    }
                     _interrupt(config, engine, epoch, step, [*records, partial])
             bar.close()
             seconds = seconds_before + time.perf_counter() - started
             images_per_s = n_batches * config.batch_size / seconds
-            record = {"epoch": epoch + 1, "cost": float(cost_sum), "seconds": round(seconds, 3),
-                      "images_per_s": round(images_per_s, 1)}  # fmt: skip
+            record = {
+                "epoch": epoch + 1,
+                "cost": float(cost_sum),
+                "seconds": round(seconds, 3),
+                "images_per_s": round(images_per_s, 1),
+            }
             records.append(record)
             with log.open("a") as file:
                 file.write(json.dumps(record) + "\n")
@@ -185,8 +198,13 @@ def train(
             print(f"{line}  ({seconds:.1f} s, {images_per_s:.0f} img/s)", flush=True)
             if save is not None:
                 save.parent.mkdir(parents=True, exist_ok=True)
-                engine.save(save, epoch=epoch + 1, step=step, config=dataclasses.asdict(config),
-                            metrics=records)  # fmt: skip
+                engine.save(
+                    save,
+                    epoch=epoch + 1,
+                    step=step,
+                    config=dataclasses.asdict(config),
+                    metrics=records,
+                )
                 saved_epoch = epoch + 1
             start_batch, cost_sum, seconds_before = 0, real(0), 0.0
             if stop.requested:
@@ -199,18 +217,26 @@ def train(
     if config.deck_eval:
         deck_accuracy = engine.evaluate(raw=True)
         final["deck_accuracy"] = deck_accuracy
-        print(f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
-              f"trained on 0-1 inputs): {deck_accuracy:.4f}", flush=True)  # fmt: skip
+        print(
+            f"Accuracy (the deck's evaluation, on raw 0-255 pixels although the model was "
+            f"trained on 0-1 inputs): {deck_accuracy:.4f}",
+            flush=True,
+        )
     with log.open("a") as file:
         file.write(json.dumps(final) + "\n")
     if config.plot:
         save_plot(config.plot, records, accuracy, deck_accuracy)
     return TrainResult(
-        costs=[r["cost"] for r in records], seconds=[r["seconds"] for r in records],
-        images_per_s=[r["images_per_s"] for r in records], accuracy=accuracy,
-        deck_accuracy=deck_accuracy, steps=step, checkpoint=save, metrics=log,
+        costs=[r["cost"] for r in records],
+        seconds=[r["seconds"] for r in records],
+        images_per_s=[r["images_per_s"] for r in records],
+        accuracy=accuracy,
+        deck_accuracy=deck_accuracy,
+        steps=step,
+        checkpoint=save,
+        metrics=log,
         plot=Path(config.plot) if config.plot else None,
-    )  # fmt: skip
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -286,6 +312,9 @@ def _interrupt(config: TrainConfig, engine: Engine, epoch: int, step: int, metri
     path.parent.mkdir(parents=True, exist_ok=True)
     engine.save(path, epoch=epoch, step=step, config=dataclasses.asdict(config), metrics=metrics)
     command = train_command(config, resume=path)
-    print(f"Interrupted: saved a resumable checkpoint to {path}\nResume with: {command}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"Interrupted: saved a resumable checkpoint to {path}\nResume with: {command}",
+        file=sys.stderr,
+        flush=True,
+    )
     raise TrainingInterrupted(path, command)

@@ -64,9 +64,15 @@ class MinicnnEngine:
 
     def save(self, path: Path, *, epoch: int, step: int, config: dict, metrics: list) -> None:
         save_checkpoint(
-            path, self.model, model_name=self.model_name, optimizer=self.optimizer,
-            epoch=epoch, step=step, config=config, metrics=metrics,
-        )  # fmt: skip
+            path,
+            self.model,
+            model_name=self.model_name,
+            optimizer=self.optimizer,
+            epoch=epoch,
+            step=step,
+            config=config,
+            metrics=metrics,
+        )
 
     def restore(self, checkpoint: Checkpoint) -> None:
         if checkpoint.optimizer_state is None:

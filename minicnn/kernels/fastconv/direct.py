@@ -67,10 +67,8 @@ def _nine_taps(x0, x1, x2, x3, x4, x5, x6, x7, x8, u, v, b0, b1, first, p0, p1):
     for m in range(p0.size):
         a0, a1, a2, a3, a4 = x0[m], x1[m], x2[m], x3[m], x4[m]
         a5, a6, a7, a8 = x5[m], x6[m], x7[m], x8[m]
-        s0 = (u0 * a0 + u1 * a1 + u2 * a2 + u3 * a3 + u4 * a4
-              + u5 * a5 + u6 * a6 + u7 * a7 + u8 * a8)  # fmt: skip
-        s1 = (v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4
-              + v5 * a5 + v6 * a6 + v7 * a7 + v8 * a8)  # fmt: skip
+        s0 = u0 * a0 + u1 * a1 + u2 * a2 + u3 * a3 + u4 * a4 + u5 * a5 + u6 * a6 + u7 * a7 + u8 * a8
+        s1 = v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4 + v5 * a5 + v6 * a6 + v7 * a7 + v8 * a8
         if first:
             p0[m], p1[m] = b0 + s0, b1 + s1
         else:
@@ -90,8 +88,24 @@ def _two_planes(flat, weight, bias, o, Wp, p0, p1):
         x3, x4, x5 = xc[Wp : Wp + M], xc[Wp + 1 : Wp + M + 1], xc[Wp + 2 : Wp + M + 2]
         x6, x7 = xc[2 * Wp : 2 * Wp + M], xc[2 * Wp + 1 : 2 * Wp + M + 1]
         x8 = xc[2 * Wp + 2 : 2 * Wp + M + 2]
-        _nine_taps(x0, x1, x2, x3, x4, x5, x6, x7, x8, weight[o, c], weight[o + 1, c],
-                   bias[o], bias[o + 1], c == 0, p0, p1)  # fmt: skip
+        _nine_taps(
+            x0,
+            x1,
+            x2,
+            x3,
+            x4,
+            x5,
+            x6,
+            x7,
+            x8,
+            weight[o, c],
+            weight[o + 1, c],
+            bias[o],
+            bias[o + 1],
+            c == 0,
+            p0,
+            p1,
+        )
 
 
 @njit(inline="always")
@@ -101,12 +115,24 @@ def _two_phase_planes(P, weight, bias, o, dk, ek, hW, p0, p1):
     output computed as ``_two_planes`` computes it."""
     M = p0.size
     for c in range(P.shape[0]):
-        _nine_taps(_phase(P, c, dk, ek, hW, M), _phase(P, c, dk, ek + 1, hW, M),
-                   _phase(P, c, dk, ek + 2, hW, M), _phase(P, c, dk + 1, ek, hW, M),
-                   _phase(P, c, dk + 1, ek + 1, hW, M), _phase(P, c, dk + 1, ek + 2, hW, M),
-                   _phase(P, c, dk + 2, ek, hW, M), _phase(P, c, dk + 2, ek + 1, hW, M),
-                   _phase(P, c, dk + 2, ek + 2, hW, M), weight[o, c], weight[o + 1, c],
-                   bias[o], bias[o + 1], c == 0, p0, p1)  # fmt: skip
+        _nine_taps(
+            _phase(P, c, dk, ek, hW, M),
+            _phase(P, c, dk, ek + 1, hW, M),
+            _phase(P, c, dk, ek + 2, hW, M),
+            _phase(P, c, dk + 1, ek, hW, M),
+            _phase(P, c, dk + 1, ek + 1, hW, M),
+            _phase(P, c, dk + 1, ek + 2, hW, M),
+            _phase(P, c, dk + 2, ek, hW, M),
+            _phase(P, c, dk + 2, ek + 1, hW, M),
+            _phase(P, c, dk + 2, ek + 2, hW, M),
+            weight[o, c],
+            weight[o + 1, c],
+            bias[o],
+            bias[o + 1],
+            c == 0,
+            p0,
+            p1,
+        )
 
 
 @njit(inline="always")
@@ -287,8 +313,17 @@ def _input_grad(gext, E, Wp, k, d):
     k0, k1, k2, k3, k4 = k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1]
     k5, k6, k7, k8 = k[1, 2], k[2, 0], k[2, 1], k[2, 2]
     for m in range(P):
-        d[m] += (k0 * g0[m] + k1 * g1[m] + k2 * g2[m] + k3 * g3[m] + k4 * g4[m]
-                 + k5 * g5[m] + k6 * g6[m] + k7 * g7[m] + k8 * g8[m])  # fmt: skip
+        d[m] += (
+            k0 * g0[m]
+            + k1 * g1[m]
+            + k2 * g2[m]
+            + k3 * g3[m]
+            + k4 * g4[m]
+            + k5 * g5[m]
+            + k6 * g6[m]
+            + k7 * g7[m]
+            + k8 * g8[m]
+        )
 
 
 # -- the kernels ------------------------------------------------------------------------------
@@ -328,9 +363,17 @@ def conv3x3_forward(x, weight, bias, top, left, xpad, planes, P, Y, out, indices
                     _two_phase_planes(P, weight, bias, o, k // 2, k % 2, pW, Y[0, k], Y[1, k])
                 for k in range(min(2, C_out - o)):
                     y = Y[k]
-                    max_pool_phases_2x2(y[0], y[1], y[2], y[3], origin, oW,
-                                        out[n, o + k].reshape(origin.size),
-                                        indices[n, o + k].reshape(origin.size), True)  # fmt: skip
+                    max_pool_phases_2x2(
+                        y[0],
+                        y[1],
+                        y[2],
+                        y[3],
+                        origin,
+                        oW,
+                        out[n, o + k].reshape(origin.size),
+                        indices[n, o + k].reshape(origin.size),
+                        True,
+                    )
             continue
         for o in range(0, C_out, 2):
             _two_planes(flat, weight, bias, o, Wp, planes[0], planes[1])
@@ -340,8 +383,15 @@ def conv3x3_forward(x, weight, bias, top, left, xpad, planes, P, Y, out, indices
                     for i in range(out.shape[2]):
                         top_row = plane[2 * i * Wp : (2 * i + 1) * Wp]
                         bottom_row = plane[(2 * i + 1) * Wp : (2 * i + 2) * Wp]
-                        max_pool_row_2x2(top_row, bottom_row, oW, 2 * i * oW, out[n, o + k, i],
-                                         indices[n, o + k, i], True)  # fmt: skip
+                        max_pool_row_2x2(
+                            top_row,
+                            bottom_row,
+                            oW,
+                            2 * i * oW,
+                            out[n, o + k, i],
+                            indices[n, o + k, i],
+                            True,
+                        )
                     continue
                 for i in range(oH):  # (loops: a slice assignment costs more than a row here)
                     row, src = out[n, o + k, i], plane[i * Wp : i * Wp + oW]
@@ -389,8 +439,9 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})  # the sums vectorise
-def conv3x3_backward(grad, indices, out, x, weight, top, left, xpad, P, G, gext, grad_w, grad_b,
-                     gpad, grad_x):  # fmt: skip
+def conv3x3_backward(
+    grad, indices, out, x, weight, top, left, xpad, P, G, gext, grad_w, grad_b, gpad, grad_x
+):
     """For stride 1 and (top, left) padding: add the weight and bias gradients into
     ``grad_w`` (C_out', C, 3, 3) and ``grad_b`` (C_out',); write the input gradient into
     ``grad_x`` (N, C, H, W) unless it is empty.
@@ -441,8 +492,19 @@ def conv3x3_backward(grad, indices, out, x, weight, top, left, xpad, P, G, gext,
             for k in range(min(2, C_out - o)):
                 g = gext[k, E:]
                 if pooled:
-                    if _pooled_grad_phases(grad[n, o + k], indices[n, o + k], out[n, o + k], oW,
-                                           hW, origin, zero, G[k]) or dense:  # fmt: skip
+                    if (
+                        _pooled_grad_phases(
+                            grad[n, o + k],
+                            indices[n, o + k],
+                            out[n, o + k],
+                            oW,
+                            hW,
+                            origin,
+                            zero,
+                            G[k],
+                        )
+                        or dense
+                    ):
                         if _pooled_plane(grad, indices, out, n, o + k, oH, oW, Wp, one, g):
                             _grad_phases(one[0, 0], hW, G[k])
                             strays = True

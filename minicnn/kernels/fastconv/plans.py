@@ -254,14 +254,14 @@ class WinogradPlan(ConvPlan):
             np.matmul(dM, self.U, out=V)  # the tiles' gradient, (planes, b*T, C), over V
             self.kernels.grad_input_transform(V, self.padding[0], self.padding[2], xpad, grad_x)
 
-    def _pooled_backward(self, strays, D, grad_out, indices, out, pads, x, grad_u, grad_b,
-                         grad_x):  # fmt: skip
+    def _pooled_backward(self, strays, D, grad_out, indices, out, pads, x, grad_u, grad_b, grad_x):
         """``backward`` from a relu'd 2x2 pool's gradient (padding ``pads``), whose blocks' D
         the kind's pooled kernel has built, unless ``strays``: an index left its window (not
         the forward pass's), and the general rule gives the conv output's gradient instead."""
         if strays:
-            g = parallel.scratch("conv_grad", (x.shape[0], self.C_out, self.oH, self.oW),
-                                 self.dtype)  # fmt: skip
+            g = parallel.scratch(
+                "conv_grad", (x.shape[0], self.C_out, self.oH, self.oW), self.dtype
+            )
             relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out, *pads, g)
             tiles.output_grad_blocks(g, D)
         self._backward_blocks(D, x, grad_u, grad_b, grad_x)
@@ -282,10 +282,10 @@ class WinogradPlan(ConvPlan):
 
 
 class Winograd2Plan(WinogradPlan):
-    """``WinogradPlan`` by F(2x2, 3x3) (``winograd_f2x2``): 16 products over 4x4 tiles,
-   , each giving a 2x2 block of outputs. Its fused form pools each tile's block as the
-    output transform makes it (``relu_max_pool_2x2``), and builds the blocks' gradient from
-    the pooled one."""
+    """``WinogradPlan`` by F(2x2, 3x3) (``winograd_f2x2``): 16 products over 4x4 tiles, each
+    giving a 2x2 block of outputs. Its fused form pools each tile's block as the output
+    transform makes it (``relu_max_pool_2x2``), and builds the blocks' gradient from the
+    pooled one."""
 
     pools_2x2 = True
 
@@ -298,15 +298,13 @@ class Winograd2Plan(WinogradPlan):
     def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
         """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
         D = self._scratch(*x.shape[:2])[3]
-        strays = tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, self.oH,
-                                                        self.oW, D)  # fmt: skip
-        self._pooled_backward(strays, D, grad_out, indices, out, (0, 0), x, grad_u, grad_b,
-                              grad_x)  # fmt: skip
+        strays = tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, self.oH, self.oW, D)
+        self._pooled_backward(strays, D, grad_out, indices, out, (0, 0), x, grad_u, grad_b, grad_x)
 
 
 class Winograd4Plan(WinogradPlan):
-    """``WinogradPlan`` by F(4x4, 3x3) (``winograd_f4x4``): 36 products over 6x6 tiles,
-   , each giving a 4x4 block of outputs."""
+    """``WinogradPlan`` by F(4x4, 3x3) (``winograd_f4x4``): 36 products over 6x6 tiles, each
+    giving a 4x4 block of outputs."""
 
     kernels = winograd_f4x4
     m = 4
@@ -316,24 +314,25 @@ class Winograd4Plan(WinogradPlan):
         """out, indices = max_pool2d(relu(conv2d(x)), 2, padding=(pH, pW)) for a chunk: x
         (b, C, H, W), out and indices (b, C_out, qH, qW), pooled from the tiles' blocks."""
         M = self._products(x)  # (36, b*T, C_out)
-        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH, pW, out,
-                                       indices)  # fmt: skip
+        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH, pW, out, indices)
 
-    def relu_max_pool_clipped_2x2_backward(self, grad_out, indices, out, pH, pW, x, grad_u,
-                                           grad_b, grad_x):  # fmt: skip
+    def relu_max_pool_clipped_2x2_backward(
+        self, grad_out, indices, out, pH, pW, x, grad_u, grad_b, grad_x
+    ):
         """``backward`` for ``relu_max_pool_clipped_2x2``, from the pooled gradient of a
         chunk."""
         D = self._scratch(*x.shape[:2])[3]
-        strays = tile_pool.relu_max_pool_blocks_backward(grad_out, indices, out, self.oH,
-                                                         self.oW, pH, pW, D)  # fmt: skip
-        self._pooled_backward(strays, D, grad_out, indices, out, (pH, pW), x, grad_u, grad_b,
-                              grad_x)  # fmt: skip
+        strays = tile_pool.relu_max_pool_blocks_backward(
+            grad_out, indices, out, self.oH, self.oW, pH, pW, D
+        )
+        self._pooled_backward(
+            strays, D, grad_out, indices, out, (pH, pW), x, grad_u, grad_b, grad_x
+        )
 
 
 class DirectPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d of few input channels (one: the deck's first layer)
-    computed directly (``minicnn.kernels.fastconv.direct``): per image, over the zero-padded planes
-    laid out flat, two output planes at a time. Its fused form pools each plane as it is
+    computed directly (``direct``): per image, over the zero-padded planes laid out flat, two output planes at a time. Its fused form pools each plane as it is
     made (``relu_max_pool_2x2``), and builds each plane's gradient phases from the pooled
     gradient (see ``minicnn.kernels.fastconv.direct``)."""
 
@@ -368,8 +367,9 @@ class DirectPlan(ConvPlan):
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out
         and indices (b, C_out, pH, pW) (or, with ``indices`` empty, ``forward`` itself)."""
         top, left = self.padding[0], self.padding[2]
-        direct.conv3x3_forward(x, self.weight2, self.bias2, top, left, *self._scratch(), out,
-                               indices)  # fmt: skip
+        direct.conv3x3_forward(
+            x, self.weight2, self.bias2, top, left, *self._scratch(), out, indices
+        )
 
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
         no_pool = np.empty((0, 0, 0, 0), np.int64)
@@ -381,11 +381,27 @@ class DirectPlan(ConvPlan):
         top, left = self.padding[0], self.padding[2]
         xpad, _, P, G = self._scratch()  # G: the two planes' gradients' phases
         gext = parallel.scratch("grad_planes", (2, (self.oH + 5) * self.Wp + 2), self.dtype)
-        gpad = parallel.scratch("grad_pad", self.xpad_shape if grad_x is not None else (0, 0, 0),
-                                self.dtype)  # fmt: skip
+        gpad = parallel.scratch(
+            "grad_pad", self.xpad_shape if grad_x is not None else (0, 0, 0), self.dtype
+        )
         grad_x = np.empty((0, 0, 0, 0), self.dtype) if grad_x is None else grad_x
-        direct.conv3x3_backward(grad_out, indices, out, x, self.weight2, top, left, xpad, P, G,
-                                gext, grad_w, grad_b, gpad, grad_x)  # fmt: skip
+        direct.conv3x3_backward(
+            grad_out,
+            indices,
+            out,
+            x,
+            self.weight2,
+            top,
+            left,
+            xpad,
+            P,
+            G,
+            gext,
+            grad_w,
+            grad_b,
+            gpad,
+            grad_x,
+        )
 
     @property
     def grad_w_shape(self) -> tuple[int, ...]:

@@ -76,9 +76,12 @@ def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
                     k0, base = (i * tW + j) * C_out, 2 * i * oW + 2 * j
                     for o in range(C_out):
                         value, offset = max_of_2x2_nan(
-                            Y[0, k0 + o] + bias[o], Y[1, k0 + o] + bias[o],
-                            Y[2, k0 + o] + bias[o], Y[3, k0 + o] + bias[o], oW,
-                        )  # fmt: skip
+                            Y[0, k0 + o] + bias[o],
+                            Y[1, k0 + o] + bias[o],
+                            Y[2, k0 + o] + bias[o],
+                            Y[3, k0 + o] + bias[o],
+                            oW,
+                        )
                         if not (value > 0 or value != value):
                             value, offset = zero, 0
                         best[i * pW + j, o] = value

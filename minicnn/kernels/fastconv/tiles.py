@@ -133,5 +133,9 @@ def scratch_shapes(m: int, b: int, C: int, C_out: int, tH: int, tW: int):
     """The scratch shapes of F(m x m, 3x3) for a chunk of b images: xpad, V, M and D."""
     T = tH * tW
     planes = (m + 2) ** 2
-    return ((m * tH + 2, m, tW + 1, C), (planes, b * T, C), (planes, b * T, C_out),
-            (m * m, b * T * C_out))  # fmt: skip
+    return (
+        (m * tH + 2, m, tW + 1, C),
+        (planes, b * T, C),
+        (planes, b * T, C_out),
+        (m * m, b * T * C_out),
+    )

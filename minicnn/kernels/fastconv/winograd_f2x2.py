@@ -207,14 +207,30 @@ def output_blocks(Mf, start, Y):
     its columns, in one pass (in two, through a scratch of the rows' results: 4.7 -> 2.9 us
     an image of the deck's conv2, the same values)."""
     L = Y.shape[1]
-    m0, m1, m2, m3 = (Mf[0, start : start + L], Mf[1, start : start + L],
-                      Mf[2, start : start + L], Mf[3, start : start + L])  # fmt: skip
-    m4, m5, m6, m7 = (Mf[4, start : start + L], Mf[5, start : start + L],
-                      Mf[6, start : start + L], Mf[7, start : start + L])  # fmt: skip
-    m8, m9, m10, m11 = (Mf[8, start : start + L], Mf[9, start : start + L],
-                        Mf[10, start : start + L], Mf[11, start : start + L])  # fmt: skip
-    m12, m13, m14, m15 = (Mf[12, start : start + L], Mf[13, start : start + L],
-                          Mf[14, start : start + L], Mf[15, start : start + L])  # fmt: skip
+    m0, m1, m2, m3 = (
+        Mf[0, start : start + L],
+        Mf[1, start : start + L],
+        Mf[2, start : start + L],
+        Mf[3, start : start + L],
+    )
+    m4, m5, m6, m7 = (
+        Mf[4, start : start + L],
+        Mf[5, start : start + L],
+        Mf[6, start : start + L],
+        Mf[7, start : start + L],
+    )
+    m8, m9, m10, m11 = (
+        Mf[8, start : start + L],
+        Mf[9, start : start + L],
+        Mf[10, start : start + L],
+        Mf[11, start : start + L],
+    )
+    m12, m13, m14, m15 = (
+        Mf[12, start : start + L],
+        Mf[13, start : start + L],
+        Mf[14, start : start + L],
+        Mf[15, start : start + L],
+    )
     y0, y1, y2, y3 = Y[0], Y[1], Y[2], Y[3]
     for k in range(L):
         a0, a1 = _at(m0[k], m1[k], m2[k], m3[k])  # AT along the tile's rows

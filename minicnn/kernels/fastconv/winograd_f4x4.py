@@ -33,8 +33,12 @@ from minicnn.kernels.fastconv.tiles import (
 @njit(inline="always")
 def numbers(a):
     """2, 4, 5 and 8 in ``a``'s dtype."""
-    return (np.full(1, 2, a.dtype)[0], np.full(1, 4, a.dtype)[0], np.full(1, 5, a.dtype)[0],
-            np.full(1, 8, a.dtype)[0])  # fmt: skip
+    return (
+        np.full(1, 2, a.dtype)[0],
+        np.full(1, 4, a.dtype)[0],
+        np.full(1, 5, a.dtype)[0],
+        np.full(1, 8, a.dtype)[0],
+    )
 
 
 @njit(inline="always")
@@ -86,16 +90,25 @@ SIXTH, TWELFTH, TWENTY_FOURTH = 1 / 6, 1 / 12, 1 / 24  # G's fractions: multiply
 def _g(w0, w1, w2):
     """G @ (w0, w1, w2), in float64."""
     s, s4 = w0 + w2, w0 + 4.0 * w2
-    return (0.25 * w0, -SIXTH * (s + w1), -SIXTH * (s - w1), TWENTY_FOURTH * (s4 + 2.0 * w1),
-            TWENTY_FOURTH * (s4 - 2.0 * w1), 1.0 * w2)  # fmt: skip
+    return (
+        0.25 * w0,
+        -SIXTH * (s + w1),
+        -SIXTH * (s - w1),
+        TWENTY_FOURTH * (s4 + 2.0 * w1),
+        TWENTY_FOURTH * (s4 - 2.0 * w1),
+        1.0 * w2,
+    )
 
 
 @njit(inline="always")
 def _gt(u0, u1, u2, u3, u4, u5):
     """G.T @ (u0, ..., u5), in float64."""
     s, s2 = u1 + u2, u3 + u4
-    return (0.25 * u0 - SIXTH * s + TWENTY_FOURTH * s2, SIXTH * (u2 - u1) + TWELFTH * (u3 - u4),
-            SIXTH * (s2 - s) + 1.0 * u5)  # fmt: skip
+    return (
+        0.25 * u0 - SIXTH * s + TWENTY_FOURTH * s2,
+        SIXTH * (u2 - u1) + TWELFTH * (u3 - u4),
+        SIXTH * (s2 - s) + 1.0 * u5,
+    )
 
 
 @njit(inline="always")
@@ -122,8 +135,14 @@ def filter_transform(weight, U):
         n = min(F, f0 + FILTERS) - f0
         for q in range(3):
             for f in range(n):
-                (cols[0, q, f], cols[1, q, f], cols[2, q, f], cols[3, q, f], cols[4, q, f],
-                 cols[5, q, f]) = _g(w[f0 + f, q], w[f0 + f, 3 + q], w[f0 + f, 6 + q])  # fmt: skip
+                (
+                    cols[0, q, f],
+                    cols[1, q, f],
+                    cols[2, q, f],
+                    cols[3, q, f],
+                    cols[4, q, f],
+                    cols[5, q, f],
+                ) = _g(w[f0 + f, q], w[f0 + f, 3 + q], w[f0 + f, 6 + q])
         for a in range(6):  # then G along each row of the results
             c0, c1, c2 = cols[a, 0], cols[a, 1], cols[a, 2]
             u0, u1, u2 = _rows(u, 6 * a, f0, n)
@@ -151,9 +170,13 @@ def grad_filter_transform(dU, grad_weight):
         for q in range(3):  # then G.T down each column of the results
             for f in range(n):
                 g[f0 + f, q], g[f0 + f, 3 + q], g[f0 + f, 6 + q] = _gt(
-                    rows[0, q, f], rows[1, q, f], rows[2, q, f], rows[3, q, f], rows[4, q, f],
-                    rows[5, q, f]
-                )  # fmt: skip
+                    rows[0, q, f],
+                    rows[1, q, f],
+                    rows[2, q, f],
+                    rows[3, q, f],
+                    rows[4, q, f],
+                    rows[5, q, f],
+                )
 
 
 # -- the input's tiles, and their gradient back to the input (layouts: ``tiles``) ----------
@@ -184,8 +207,9 @@ def input_transform(x, top, left, xpad, V):
             r0, r1, r2 = _rows(rows, 0, 0, L)
             r3, r4, r5 = _rows(rows, 3, 0, L)
             for j in range(L):  # BT down the columns
-                r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt(d0[j], d1[j], d2[j], d3[j], d4[j],
-                                                               d5[j], two, four, five)  # fmt: skip
+                r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt(
+                    d0[j], d1[j], d2[j], d3[j], d4[j], d5[j], two, four, five
+                )
             base = (n * T + ti * tW) * C
             for a in range(6):  # then BT along each tile's rows
                 row = rows[a]
@@ -253,8 +277,9 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
             f0, f1, f2 = _rows(now, 0, 0, L)
             f3, f4, f5 = _rows(now, 3, 0, L)
             for j in range(L):
-                f0[j], f1[j], f2[j], f3[j], f4[j], f5[j] = _b(r0[j], r1[j], r2[j], r3[j], r4[j],
-                                                              r5[j], two, four, five)  # fmt: skip
+                f0[j], f1[j], f2[j], f3[j], f4[j], f5[j] = _b(
+                    r0[j], r1[j], r2[j], r3[j], r4[j], r5[j], two, four, five
+                )
             add_tile_rows(gf, ti, tH, 4, now, above)
         unpad_channels_last(gpad, top, left, grad_x, n, 4)
 
@@ -273,14 +298,16 @@ def output_blocks(Mf, start, two, four, eight, Z, Y):
         m3, m4, m5 = _rows(Mf, 6 * a + 3, start, L)
         z0, z1, z2, z3 = Z[a, 0], Z[a, 1], Z[a, 2], Z[a, 3]
         for k in range(L):
-            z0[k], z1[k], z2[k], z3[k] = _at(m0[k], m1[k], m2[k], m3[k], m4[k], m5[k], two, four,
-                                             eight)  # fmt: skip
+            z0[k], z1[k], z2[k], z3[k] = _at(
+                m0[k], m1[k], m2[k], m3[k], m4[k], m5[k], two, four, eight
+            )
     for q in range(4):
         y0, y1, y2, y3 = Y[q], Y[4 + q], Y[8 + q], Y[12 + q]
         z0, z1, z2, z3, z4, z5 = Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q]
         for k in range(L):
-            y0[k], y1[k], y2[k], y3[k] = _at(z0[k], z1[k], z2[k], z3[k], z4[k], z5[k], two, four,
-                                             eight)  # fmt: skip
+            y0[k], y1[k], y2[k], y3[k] = _at(
+                z0[k], z1[k], z2[k], z3[k], z4[k], z5[k], two, four, eight
+            )
 
 
 @njit(cache=True, nogil=True)
@@ -330,15 +357,17 @@ def grad_output_transform(D, dM, grad_b):
                 cols[q, 5],
             )
             for k in range(L):
-                c0[k], c1[k], c2[k], c3[k], c4[k], c5[k] = _a(y0[k], y1[k], y2[k], y3[k], two,
-                                                              four, eight)  # fmt: skip
+                c0[k], c1[k], c2[k], c3[k], c4[k], c5[k] = _a(
+                    y0[k], y1[k], y2[k], y3[k], two, four, eight
+                )
         for a in range(6):  # then along each block's rows
             e0, e1, e2, e3 = cols[0, a], cols[1, a], cols[2, a], cols[3, a]
             d0, d1, d2 = _rows(dMf, 6 * a, start, L)
             d3, d4, d5 = _rows(dMf, 6 * a + 3, start, L)
             for k in range(L):
-                d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = _a(e0[k], e1[k], e2[k], e3[k], two,
-                                                              four, eight)  # fmt: skip
+                d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = _a(
+                    e0[k], e1[k], e2[k], e3[k], two, four, eight
+                )
     for k0 in range(0, K, C_out):
         for i in range(16):
             y = D[i, k0 : k0 + C_out]

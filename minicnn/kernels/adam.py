@@ -112,7 +112,7 @@ def _plain_adam(
 ):
     """``adam_kernel``'s loop for torch's default Adam (the deck's): no weight decay, no
     amsgrad, no maximize, beta1 above 0.5. The same arithmetic; without the options'
-    branches the compiler vectorises it (DeepCNN's fc1.weight: 3.6 -> 0.5 ns an element)."""
+    branches the compiler vectorises it (benchmarks/README.md#what-we-measured)."""
     for k in range(param.size):
         g = grad[k]
         m = exp_avg[k]

@@ -43,16 +43,14 @@ def linear_backward_numpy(grad_out, x, weight, input_grad=True):
 # Each thread multiplies a slice of the larger operand: the rows of x when they outweigh the
 # weight (the deck's 10-output layers), or else the weight's output features, so that each
 # thread streams half of a weight too large for its cache rather than all of it, and owns
-# its features' weight gradient outright instead of adding a partial sum the weight's size.
-# DeepCNN's fc1, (100, 2048) @ (2048, 625) on two threads, measured in one run: forward
-# 2.0 -> 1.6 ms, backward 4.1 -> 3.5 ms.
+# its features' weight gradient outright instead of adding a partial sum the weight's size
+# (benchmarks/README.md, "Which algorithm for which layer", has the times).
 
 
 # Below this many multiply-adds a product runs on one thread: handing half of it to another
-# costs a thread wakeup, ~25 us each way on the machine measured (a pool round trip with no
-# work took 60-75 us), and OpenBLAS ran two small products at once slower than one after the
-# other. The deck's fc, (100, 3136) @ (3136, 10), 3.1M multiply-adds: forward 300 -> 160 us
-# on one thread; DeepCNN's fc1 (128M) still splits.
+# costs a thread wakeup each way, and OpenBLAS ran two small products at once slower than one
+# after the other. The deck's fc (3.1M multiply-adds) stays on one thread, DeepCNN's fc1 (128M)
+# splits (benchmarks/README.md#what-we-measured).
 MIN_SPLIT = 1 << 24
 
 

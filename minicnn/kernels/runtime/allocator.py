@@ -3,15 +3,14 @@
 A training step allocates the same large arrays on every step (a conv layer's output for a
 batch of 100 is 10 MB) and frees them again. glibc's malloc serves blocks that large with
 ``mmap`` and hands them back to the kernel when they are freed, so every step touches fresh
-pages, and the kernel faults in and zeroes each of them: on the deck's CNN that was about
-6,000 page faults and a third of a single-threaded step's time. ``keep_freed_memory()`` tells
-malloc to serve blocks up to 32 MiB from its heap and never to give the heap's free top back,
+pages, and the kernel faults in and zeroes each of them (on the deck's CNN, a third of a
+single-threaded step's time: benchmarks/README.md#what-we-measured). ``keep_freed_memory()``
+tells malloc to serve blocks up to 32 MiB from its heap and never to give the heap's free top back,
 so the next step reuses the same pages, as torch's own CPU allocator does. The process keeps
 its peak memory until it exits, which is what a training run needs anyway.
 
-Called when the fast kernels first run (``minicnn.kernels.runtime.process``), never at import;
-``MINICNN_KEEP_FREED_MEMORY=0`` turns it off. On
-systems without glibc it does nothing.
+Called when the fast kernels first run (``process``), never at import;
+``MINICNN_KEEP_FREED_MEMORY=0`` turns it off. On systems without glibc it does nothing.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Importing minicnn changes neither. The first parallel section of a fast kernel c
 ``ensure_configured()``, which applies both unless ``configure`` was called before; a library
 user who wants NumPy's BLAS left alone calls ``configure(single_threaded_blas=False)`` first
 (or ``configure()`` to apply both now). ``MINICNN_KEEP_FREED_MEMORY=0`` declines the malloc
-setting from the environment. benchmarks/README.md ("What we measured") gives what each saves.
+setting from the environment. benchmarks/README.md#what-we-measured gives what each saves.
 """
 
 from __future__ import annotations

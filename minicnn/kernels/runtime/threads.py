@@ -1,18 +1,16 @@
 """How many threads the fast kernels use; the BLAS library gets one.
 
-minicnn runs a batch's images on ``get_num_threads()`` threads (``parallel``).
-The count starts at ``NUMBA_NUM_THREADS`` (Numba's setting: the number of cores unless the
-environment says otherwise) and ``set_num_threads(n)`` changes it (``minicnn train --threads
-N`` and the benchmarks call it).
+minicnn runs a batch's images on ``get_num_threads()`` threads (``parallel``). The count
+starts at ``NUMBA_NUM_THREADS`` (Numba's setting: the number of cores unless the environment
+says otherwise) and ``set_num_threads(n)`` changes it (``minicnn train --threads N`` and the
+benchmarks call it).
 
-Every matrix product runs on one BLAS thread, inside those threads. A multithreaded OpenBLAS
-keeps its idle threads spinning for a while after each product, and on two cores they took
-the core a minicnn thread needed: a CNN training step at batch 100 took 59 ms on two threads
-with OpenBLAS on two, 36 ms with OpenBLAS on one. So the fast kernels' first run sets NumPy's
-OpenBLAS to one thread, for the whole process (``minicnn.kernels.runtime.process``; torch has
-a BLAS of its own), never the import. NumPy's
-BLAS is reached through its OpenBLAS ``*_set_num_threads`` symbol, as NumPy's wheels ship it;
-with another BLAS these functions do nothing.
+Every matrix product runs on one BLAS thread, inside those threads: a multithreaded OpenBLAS
+keeps its idle threads spinning after each product, on the cores minicnn's threads need
+(benchmarks/README.md#what-we-measured). So the fast kernels' first run sets NumPy's OpenBLAS
+to one thread, for the whole process (``process``; torch has a BLAS of its own), never the
+import. NumPy's BLAS is reached through its OpenBLAS ``*_set_num_threads`` symbol, as NumPy's
+wheels ship it; with another BLAS these functions do nothing.
 """
 
 from __future__ import annotations

@@ -9,8 +9,14 @@ arguments, allocates and calls whichever implementation the active backend selec
         ...
 
 The default is ``numba``, or ``$MINICNN_BACKEND`` when set. ``NUMBA_DISABLE_JIT=1`` turns the
-fast kernels back into plain, debuggable Python. The fast kernels split a batch's images
-across threads (``minicnn.kernels.runtime.parallel``, ``minicnn.kernels.runtime.threads``).
+fast kernels back into plain, debuggable Python.
+
+One file per op, twin and fast version side by side: ``conv``, ``pool`` (max), ``avg_pool``,
+``elementwise`` (relu, dropout), ``linear``, ``softmax`` (with cross-entropy), ``adam``, and
+``fused`` (conv → relu → max-pool in one pass, its pooled gradient routed by ``relu_pool``).
+How the fast conv computes lives in ``fastconv`` (plans, im2col, direct loops, Winograd); how
+the fast kernels run in ``runtime`` (threads, the batch split across them, memory).
+docs/architecture.md names the function that computes each op on each backend.
 """
 
 from __future__ import annotations

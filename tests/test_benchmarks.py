@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import flops, gpu, seeds, suite, timing, validate
+from benchmarks import bits, flops, gpu, seeds, suite, timing, validate
 from benchmarks.engines import SEED
 
 TINY = [
@@ -180,3 +180,10 @@ def test_each_timed_sample_follows_an_untimed_step_of_its_engine():
         ("b", 10),
     ]
     assert found["a"]["step_s"] == pytest.approx(0.001)
+
+
+def test_bits_hash_is_repeatable_and_moves_with_the_weights(mnist_dir):
+    first = bits.run("cnn", 2, str(mnist_dir), threads=1)
+    assert first == bits.run("cnn", 2, str(mnist_dir), threads=1)
+    assert len(first[0]) == 16 and np.isfinite(first[1])
+    assert bits.run("cnn", 3, str(mnist_dir), threads=1)[0] != first[0]

@@ -7,6 +7,7 @@ hand so that the reader is not tested against its own writer.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import shutil
 import struct
@@ -19,8 +20,10 @@ import torchvision
 from torchvision.transforms import Compose, Normalize, ToTensor
 
 from minicnn.data import (
+    BUNDLED_DATA_DIR,
     MNIST_FILES,
     MNIST_MEAN,
+    MNIST_SHA256,
     MNIST_STD,
     BatchLoader,
     decode_idx,
@@ -226,6 +229,23 @@ def test_lookup_order(tmp_path, monkeypatch):
     monkeypatch.delenv("MINICNN_DATA")
     assert find_mnist() == Path("data")
     assert load_mnist()[0].shape == (5, 28, 28)
+
+
+def test_the_shipped_copy_is_the_last_resort_and_is_mnist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.delenv("MINICNN_DATA", raising=False)
+    assert find_mnist() == BUNDLED_DATA_DIR
+    for name in MNIST_FILES:  # the published content, whatever the compression
+        with gzip.open(BUNDLED_DATA_DIR / f"{name}.gz") as file:
+            assert hashlib.sha256(file.read()).hexdigest() == MNIST_SHA256[name], name
+    make_mnist(tmp_path / "data")  # a ./data holding MNIST comes first
+    assert find_mnist() == Path("data")
+    # a directory that is given is never replaced by the shipped copy
+    with pytest.raises(FileNotFoundError):
+        find_mnist(tmp_path / "typo")
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError):
+        find_mnist()
 
 
 def test_given_directory_is_not_silently_replaced(tmp_path, monkeypatch):

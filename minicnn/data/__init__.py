@@ -14,6 +14,7 @@ from minicnn.data.download import MIRRORS, MNIST_SHA256, DownloadError, download
 from minicnn.data.idx import decode_idx, read_idx, read_uncompressed
 from minicnn.data.loader import MNIST_MEAN, MNIST_STD, BatchLoader, to_float
 from minicnn.data.mnist import (
+    BUNDLED_DATA_DIR,
     DATA_ENV,
     MNIST_FILES,
     find_mnist,
@@ -24,6 +25,7 @@ from minicnn.data.mnist import (
 )
 
 __all__ = [
+    "BUNDLED_DATA_DIR",
     "DATA_ENV",
     "MIRRORS",
     "MNIST_FILES",

@@ -21,6 +21,8 @@ MNIST_FILES = (
 )
 DATA_ENV = "MINICNN_DATA"
 DEFAULT_DATA_DIR = "data"
+# the copy that ships with minicnn (see its README): the last resort when no place is given
+BUNDLED_DATA_DIR = Path(__file__).parent / "mnist_files"
 IMAGE_SIZE = (28, 28)
 NUM_CLASSES = 10
 
@@ -47,7 +49,10 @@ def _resolve(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env), f"${DATA_ENV}"
-    return Path(DEFAULT_DATA_DIR), "the default ./data"
+    return Path(DEFAULT_DATA_DIR), _DEFAULT_SOURCE
+
+
+_DEFAULT_SOURCE = "the default ./data"
 
 
 def mnist_file(directory: str | os.PathLike, name: str) -> Path | None:
@@ -67,8 +72,10 @@ def find_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     """The directory holding the four MNIST files, each plain or ``.gz``.
 
     The base directory comes from ``resolve_data_dir(data_dir)``; the files may sit directly in
-    it or in torchvision's ``MNIST/raw/`` layout under it. Raises ``FileNotFoundError`` naming
-    the places tried, the missing files and how to point at local files.
+    it or in torchvision's ``MNIST/raw/`` layout under it. When no directory is given (no
+    argument, no ``$MINICNN_DATA``) and ``./data`` holds no MNIST, the copy that ships with
+    minicnn (``BUNDLED_DATA_DIR``) is used. Raises ``FileNotFoundError`` naming the places
+    tried, the missing files and how to point at local files.
     """
     base, source = _resolve(data_dir)
     places = (base, base / "MNIST" / "raw")
@@ -77,6 +84,9 @@ def find_mnist(data_dir: str | os.PathLike | None = None) -> Path:
         missing[place] = [name for name in MNIST_FILES if mnist_file(place, name) is None]
         if not missing[place]:
             return place
+    bundled_complete = all(mnist_file(BUNDLED_DATA_DIR, name) for name in MNIST_FILES)
+    if source == _DEFAULT_SOURCE and bundled_complete:
+        return BUNDLED_DATA_DIR
     # report the place that came closest: it is most likely the one the user meant
     closest = min(places, key=lambda place: len(missing[place]))
     raise FileNotFoundError(

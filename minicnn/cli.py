@@ -32,7 +32,7 @@ EXAMPLES = """examples:
   minicnn eval runs/cnn.safetensors --deck-eval
   minicnn download --data-dir data
   minicnn summary --model deep                   # shapes, the size formula, parameters
-  minicnn show --checkpoint runs/cnn.safetensors # kernels, feature maps, a prediction
+  minicnn show runs/cnn.safetensors              # kernels, feature maps, a prediction
   minicnn gradcheck                              # every backward pass against numerics
 """
 
@@ -139,12 +139,11 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         metavar="DIR",
         default=None,
-        help="MNIST directory (default: $MINICNN_DATA, else ./data)",
+        help="MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that ships "
+        "with minicnn)",
     )
-    parser.add_argument(
-        "--deck-eval",
-        action="store_true",
-        help="also run the deck's buggy evaluation (raw 0-255 pixels)",
+    add_switch(
+        parser, "--deck-eval", False, "also run the deck's buggy evaluation (raw 0-255 pixels)"
     )
     parser.add_argument(
         "--batch-size",
@@ -175,6 +174,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from minicnn.io.checkpoint import load_checkpoint, load_model
     from minicnn.kernels.runtime.threads import set_num_threads
     from minicnn.train import accuracy
+    from minicnn.train.minicnn_engine import compile_notice
 
     if args.batch_size < 1 or (args.test_limit is not None and args.test_limit < 1):
         raise ValueError("--batch-size and --test-limit must be at least 1")
@@ -188,7 +188,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         f"{args.path}: {saved.model_name} ({saved.dtype}), trained for {saved.epoch} "
         f"epoch(s), {saved.step} steps; {len(images)} test images"
     )
-    print(f"Accuracy: {accuracy(model, images, labels, batch_size=args.batch_size):.4f}")
+    with compile_notice():
+        correct = accuracy(model, images, labels, batch_size=args.batch_size)
+    print(f"Accuracy: {correct:.4f}")
     if args.deck_eval:
         deck = accuracy(model, images, labels, raw=True, batch_size=args.batch_size)
         print(

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from minicnn.data import load_mnist
 from minicnn.io.checkpoint import load_checkpoint, load_model
 from minicnn.optim import Adam
 from minicnn.train import TrainConfig, accuracy
+from minicnn.train.minicnn_engine import compile_notice
 
 EPOCH_LINE = re.compile(r"^\[Epoch: {4}1\] cost = (\d\.\d+)  \(\d+\.\d s, \d+ img/s\)$", re.M)
 # 1 epoch on the first 6,000 images, tested on the first 2,000: measured 0.851
@@ -88,6 +90,12 @@ def test_subcommand_help_is_complete(name):
             flag = "--" + field.name.replace("_", "-")
             assert flag in out, flag
         assert "--no-download" in out and "(default: 100)" in out and "(default: 777)" in out
+
+
+def test_train_and_eval_spell_their_shared_options_alike():
+    helps = {name: run([name, "--help"])[1] for name in ("train", "eval")}
+    for flag in ("--deck-eval", "--no-deck-eval", "--download", "--no-download", "--data-dir"):
+        assert all(flag in text for text in helps.values()), flag
 
 
 def test_python_dash_m_runs_the_cli():
@@ -252,3 +260,13 @@ def test_accuracy_restores_training_mode(mnist_dir):
     images, labels = load_mnist(mnist_dir, train=False)
     accuracy(model, images[:10], labels[:10])
     assert model.training
+
+
+def test_a_slow_first_step_says_the_kernels_are_compiling(capsys):
+    with compile_notice(after=0.05):
+        time.sleep(0.3)  # as the first step while Numba compiles
+    assert "compiling minicnn's kernels" in capsys.readouterr().err
+    with compile_notice(after=0.5):
+        pass  # a warm step: nothing said
+    time.sleep(0.6)
+    assert capsys.readouterr().err == ""

@@ -69,8 +69,7 @@ def test_show_command_prints_the_prediction_and_the_files(checkpoints, mnist_dir
     code, out, err = run(
         [
             "show",
-            "--checkpoint",
-            str(checkpoints["cnn"]),
+            str(checkpoints["cnn"]),  # PATH, as minicnn eval takes it
             "--index",
             "0",
             "--data-dir",
@@ -111,6 +110,14 @@ def test_a_bad_index_is_a_clear_error(checkpoints, mnist_dir, tmp_path):
     assert code == 1 and "--index 10000 is not a test image: expected 0 to 9999" in err
 
 
+def test_the_checkpoint_is_given_exactly_once(checkpoints, tmp_path):
+    path = str(checkpoints["cnn"])
+    for args in (["show"], ["show", path, "--checkpoint", path]):
+        code, _, err = run([*args, "--out", str(tmp_path)])
+        assert code == 1 and "give the checkpoint once" in err, err
+    assert not any(tmp_path.iterdir())
+
+
 def test_without_matplotlib_show_says_how_to_install_it(checkpoints, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
@@ -122,5 +129,12 @@ def test_without_matplotlib_show_says_how_to_install_it(checkpoints, monkeypatch
 def test_show_help_is_complete():
     code, out, _ = run(["show", "--help"])
     assert code == 0
-    for flag in ("--checkpoint PATH", "--index N", "--data-dir DIR", "--out DIR", "--download"):
+    for flag in (
+        "PATH",
+        "--checkpoint PATH",
+        "--index N",
+        "--data-dir DIR",
+        "--out DIR",
+        "--download",
+    ):
         assert flag in out

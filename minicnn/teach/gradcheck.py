@@ -274,7 +274,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="seeds the inputs, the weights and r (default: %(default)s)",
+        help="seeds the inputs, the weights and the random output gradient each check sends "
+        "back (default: %(default)s)",
     )
     parser.add_argument(
         "--backend",

@@ -213,10 +213,10 @@ def _prediction(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``minicnn show``'s options."""
     parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a checkpoint written by minicnn train --save",
+        "path", nargs="?", metavar="PATH", help="a checkpoint written by minicnn train --save"
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", help="the same as PATH (the older spelling)"
     )
     parser.add_argument(
         "--index",
@@ -229,7 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         metavar="DIR",
         default=None,
-        help="MNIST directory (default: $MINICNN_DATA, else ./data)",
+        help="MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that ships "
+        "with minicnn)",
     )
     parser.add_argument(
         "--out",
@@ -247,11 +248,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """``minicnn show``: draw the pictures, print the prediction and the files written."""
-    shown = show_checkpoint(args.checkpoint, args.index, args.data_dir, args.out, args.download)
-    print(
-        f"{args.checkpoint}: test image #{shown.index}, label {shown.label}, predicted "
-        f"{shown.prediction}"
-    )
+    if (args.path is None) == (args.checkpoint is None):
+        raise ValueError("minicnn show: give the checkpoint once, as PATH (or --checkpoint PATH)")
+    path = args.path or args.checkpoint
+    shown = show_checkpoint(path, args.index, args.data_dir, args.out, args.download)
+    print(f"{path}: test image #{shown.index}, label {shown.label}, predicted {shown.prediction}")
     print(
         "softmax probabilities: "
         + "  ".join(f"{digit}: {p:.4f}" for digit, p in enumerate(shown.probabilities))

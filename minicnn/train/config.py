@@ -42,7 +42,10 @@ class TrainConfig:
     lr: float = _opt(0.001, "Adam's learning rate", metavar="LR")
     seed: int = _opt(777, "seeds the initial weights, the dropout and each epoch's shuffle")
     data_dir: str | None = _opt(
-        None, "MNIST directory (default: $MINICNN_DATA, else ./data)", metavar="DIR"
+        None,
+        "MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that "
+        "ships with minicnn)",
+        metavar="DIR",
     )
     download: bool = _opt(True, "download MNIST when it is not found (the deck's download=True)")
     save: str | None = _opt(None, "write a resumable checkpoint (.safetensors) every epoch")

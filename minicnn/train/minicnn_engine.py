@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +47,16 @@ class MinicnnEngine:
         self.criterion = nn.CrossEntropyLoss()
         self.optimizer = optim.Adam(self.model.parameters(), lr=config.lr)
         self.model.train()
+        self.first_step = True
 
     def begin_epoch(self, order: np.ndarray) -> None:
         self.order = order  # (N,)
 
     def step(self, batch: int) -> float:
+        if self.first_step:
+            self.first_step = False
+            with compile_notice():
+                return self.step(batch)
         rows = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]  # (B,)
         X = to_float(self.images[rows], dtype=self.dtype)  # (B, 1, 28, 28) in [0, 1]
         Y = self.labels[rows]  # (B,)
@@ -80,6 +88,31 @@ class MinicnnEngine:
         self.model.load_state_dict(checkpoint.state_dict)
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         restore_rng_state(checkpoint.rng_state)
+
+
+COMPILE_NOTICE_AFTER = 2.0  # seconds: a warm step takes milliseconds, a cold one ~30 s
+
+
+@contextlib.contextmanager
+def compile_notice(after: float = COMPILE_NOTICE_AFTER):
+    """While the block runs, say on stderr once it has taken ``after`` seconds: on the first run
+    Numba compiles the kernels the block calls (then caches them), and the screen would
+    otherwise stay silent for half a minute."""
+    timer = threading.Timer(
+        after,
+        lambda: print(
+            "(compiling minicnn's kernels on first use; Numba caches them, so later runs "
+            "start at once)",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def accuracy(

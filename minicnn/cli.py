@@ -289,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
         description="minicnn: the deck's MNIST CNN in a from-scratch NumPy/Numba engine that\n"
-        "computes what PyTorch does. Run 'minicnn COMMAND --help' for a command's options.",
+        "computes what PyTorch does. The deck is the study deck minicnn started from,\n"
+        "'Likelion Study #AI. Team2 - Part. CNN' (2022-01-03): its CNN and DeepCNN, trained\n"
+        "with Adam on MNIST. Run 'minicnn COMMAND --help' for a command's options.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

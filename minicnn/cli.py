@@ -170,7 +170,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from minicnn.data import ensure_mnist, load_mnist
+    from minicnn.data import ensure_mnist, load_mnist, split_files
     from minicnn.io.checkpoint import load_checkpoint, load_model
     from minicnn.kernels.runtime.threads import set_num_threads
     from minicnn.train import accuracy
@@ -182,7 +182,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         set_num_threads(args.threads)
     model = load_model(args.path)
     saved = load_checkpoint(args.path, with_optimizer=False)
-    images, labels = load_mnist(ensure_mnist(args.data_dir, args.download), train=False)
+    found = ensure_mnist(args.data_dir, args.download, files=split_files(train=False))
+    images, labels = load_mnist(found, train=False)  # (N, 28, 28), (N,): the test split only
     images, labels = images[: args.test_limit], labels[: args.test_limit]
     print(
         f"{args.path}: {saved.model_name} ({saved.dtype}), trained for {saved.epoch} "

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -159,6 +160,17 @@ def test_eval_of_the_checkpoint_gives_the_same_accuracy(smoke, mnist_dir):
     assert code == 0, err
     assert accuracy_in(evaluated) == accuracy_in(out)
     assert "raw 0-255 pixels" in evaluated
+
+
+def test_eval_reads_the_test_split_only(smoke, mnist_dir, tmp_path):
+    tmp, _ = smoke
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copyfile(mnist_dir / name, tmp_path / name)  # no training files beside them
+    code, out, err = run(
+        ["eval", str(tmp / "cnn.safetensors"), "--data-dir", str(tmp_path), "--no-download"]
+    )
+    assert code == 0, err
+    assert "10000 test images" in out and "Accuracy:" in out
 
 
 def train_with_torch(device: str, mnist_dir, path) -> tuple[int, str, str]:

@@ -31,6 +31,7 @@ from minicnn.data import (
     load_mnist,
     load_mnist_files,
     read_idx,
+    split_files,
     to_float,
 )
 
@@ -255,6 +256,18 @@ def test_given_directory_is_not_silently_replaced(tmp_path, monkeypatch):
     message = str(info.value)
     assert "typo" in message and "train-images-idx3-ubyte" in message
     assert "--data-dir DIR" in message and "MINICNN_DATA=DIR" in message
+
+
+def test_a_split_needs_only_its_own_files(tmp_path):
+    make_mnist(tmp_path)
+    for name in split_files(train=True):
+        (tmp_path / f"{name}.gz").unlink()
+    images, labels = load_mnist(tmp_path, train=False)  # (5, 28, 28), (5,)
+    assert images.shape == (5, 28, 28) and labels.shape == (5,)
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        load_mnist(tmp_path, train=True)
+    with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
+        find_mnist(tmp_path)  # all four by default
 
 
 def test_torchvision_layout_and_mixed_compression(tmp_path):

@@ -22,6 +22,7 @@ from minicnn.data.mnist import (
     load_mnist_files,
     mnist_file,
     resolve_data_dir,
+    split_files,
 )
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "read_idx",
     "read_uncompressed",
     "resolve_data_dir",
+    "split_files",
     "to_float",
 ]

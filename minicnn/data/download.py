@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from minicnn.data.idx import read_uncompressed
-from minicnn.data.mnist import HOW_TO_POINT, find_mnist, resolve_data_dir
+from minicnn.data.mnist import HOW_TO_POINT, MNIST_FILES, find_mnist, resolve_data_dir
 
 # torchvision's mirrors, in its order
 MIRRORS = (
@@ -92,14 +92,16 @@ def ensure_mnist(
     *,
     mirrors: Sequence[str] = MIRRORS,
     opener: Opener | None = None,
+    files: Sequence[str] = MNIST_FILES,
 ) -> Path:
-    """The directory holding MNIST (see ``find_mnist``), downloading it there when absent.
+    """The directory holding the MNIST ``files`` (see ``find_mnist``; all four by default),
+    downloading MNIST there when they are absent.
 
     Downloads go to ``resolve_data_dir(data_dir)``: the argument, else ``$MINICNN_DATA``, else
     ``./data``. With ``download=False`` a missing dataset raises ``FileNotFoundError``.
     """
     try:
-        return find_mnist(data_dir)
+        return find_mnist(data_dir, files)
     except FileNotFoundError:
         if not download:
             raise

@@ -7,6 +7,7 @@ format) loads the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,16 @@ def mnist_file(directory: str | os.PathLike, name: str) -> Path | None:
     return None
 
 
-def find_mnist(data_dir: str | os.PathLike | None = None) -> Path:
-    """The directory holding the four MNIST files, each plain or ``.gz``.
+def split_files(train: bool) -> tuple[str, str]:
+    """The images and labels files of the training split (``train=True``) or the test split."""
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def find_mnist(
+    data_dir: str | os.PathLike | None = None, files: Sequence[str] = MNIST_FILES
+) -> Path:
+    """The directory holding the MNIST ``files`` (the four by default), each plain or ``.gz``.
 
     The base directory comes from ``resolve_data_dir(data_dir)``; the files may sit directly in
     it or in torchvision's ``MNIST/raw/`` layout under it. When no directory is given (no
@@ -81,10 +90,10 @@ def find_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     places = (base, base / "MNIST" / "raw")
     missing = {}
     for place in places:
-        missing[place] = [name for name in MNIST_FILES if mnist_file(place, name) is None]
+        missing[place] = [name for name in files if mnist_file(place, name) is None]
         if not missing[place]:
             return place
-    bundled_complete = all(mnist_file(BUNDLED_DATA_DIR, name) for name in MNIST_FILES)
+    bundled_complete = all(mnist_file(BUNDLED_DATA_DIR, name) for name in files)
     if source == _DEFAULT_SOURCE and bundled_complete:
         return BUNDLED_DATA_DIR
     # report the place that came closest: it is most likely the one the user meant
@@ -107,10 +116,10 @@ def load_mnist(
     Shape:
         images ``(N, 28, 28)``, labels ``(N,)``; N = 60000 for train, 10000 for test.
     """
-    directory = find_mnist(data_dir)
-    prefix = "train" if train else "t10k"
-    images_path = mnist_file(directory, f"{prefix}-images-idx3-ubyte")
-    labels_path = mnist_file(directory, f"{prefix}-labels-idx1-ubyte")
+    images_name, labels_name = split_files(train)
+    directory = find_mnist(data_dir, (images_name, labels_name))  # this split's files only
+    images_path = mnist_file(directory, images_name)
+    labels_path = mnist_file(directory, labels_name)
     assert images_path is not None and labels_path is not None  # find_mnist saw both
     return load_mnist_files(images_path, labels_path)
 

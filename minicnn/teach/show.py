@@ -24,7 +24,7 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn import nn
-from minicnn.data import ensure_mnist, load_mnist, to_float
+from minicnn.data import ensure_mnist, load_mnist, split_files, to_float
 from minicnn.io.checkpoint import load_model
 from minicnn.teach.trace import trace
 
@@ -65,7 +65,8 @@ def show_checkpoint(
         raise TypeError(f"show: expected the test image index as an int, got {index!r}")
     model = load_model(path)
     name = type(model).__name__
-    images, labels = load_mnist(ensure_mnist(data_dir, download), train=False)
+    found = ensure_mnist(data_dir, download, files=split_files(train=False))
+    images, labels = load_mnist(found, train=False)  # the test split only
     if not 0 <= index < len(images):
         raise ValueError(
             f"show: --index {index} is not a test image: expected 0 to {len(images) - 1}"

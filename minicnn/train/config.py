@@ -61,6 +61,9 @@ class TrainConfig:
         ".jsonl)",
     )
     plot: str | None = _opt(None, "write a PNG of the cost per epoch and the test accuracy")
+    overwrite: bool = _opt(
+        False, "replace an earlier run's --save checkpoint, --metrics log or --plot"
+    )
     threads: int | None = _opt(None, "CPU threads for the kernels and torch (default: all cores)")
     dtype: str = _opt("float32", "weights and inputs in float32 or float64", FLOATS)
     train_limit: int | None = _opt(None, "train on the first N images only (for smoke tests)")

@@ -24,8 +24,10 @@ Checkpoints and resuming (``--save PATH``, ``--resume PATH``):
 
 Metrics go to ``--metrics`` as JSON lines, one object per epoch (``epoch``, ``cost``,
 ``seconds``, ``images_per_s``) and a last one with ``accuracy``; by default to
-``NAME.metrics.jsonl`` beside ``--save NAME.safetensors``, else ``runs/MODEL-ENGINE.jsonl``.
-A resumed run rewrites the file from the checkpoint's history first.
+``NAME.metrics.jsonl`` beside ``--save NAME.safetensors``, else ``runs/MODEL-ENGINE.jsonl``
+(numbered when it exists). A resumed run rewrites the file from the checkpoint's history
+first. No earlier run's checkpoint, log or plot is replaced unless asked (``--overwrite``),
+and the run ends by printing every file it wrote (``minicnn.train.outputs``).
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ from minicnn.train.config import (
     EPOCH_LINE,
     TRAJECTORY_FIELDS,
     TrainConfig,
-    metrics_path,
     option_flag,
     train_command,
 )
 from minicnn.train.console import StopOnSigint, progress_bar, save_plot
 from minicnn.train.minicnn_engine import MinicnnEngine
+from minicnn.train.outputs import check_outputs, checkpoint_files, metrics_log, report
 from minicnn.train.protocol import Engine, Split
 
 
@@ -110,6 +112,7 @@ def train(
         raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
     if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
         raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    check_outputs(config)  # an earlier run's files are not replaced without a word
     if config.threads is not None:
         set_num_threads(config.threads)
 
@@ -143,7 +146,14 @@ def train(
             start_batch, cost_sum = partial["batch"], real(partial["cost_sum"])
             seconds_before = partial["seconds"]
         print(f"Resuming {config.resume}: epoch {start_epoch + 1}, batch {start_batch + 1}")
-    log = metrics_path(config)
+    if start_epoch >= config.epochs:
+        print(
+            f"Nothing to train: --epochs {config.epochs}"
+            + (f" and {config.resume} has trained {start_epoch}" if config.resume else "")
+            + "; evaluating the weights as they are",
+            flush=True,
+        )
+    log = metrics_log(config)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
     save = Path(config.save) if config.save else None
@@ -226,6 +236,8 @@ def train(
         file.write(json.dumps(final) + "\n")
     if config.plot:
         save_plot(config.plot, records, accuracy, deck_accuracy)
+    saved_files = checkpoint_files(save) if saved_epoch else []  # this run's last save
+    report([*saved_files, log, *([Path(config.plot)] if config.plot else [])])
     return TrainResult(
         costs=[r["cost"] for r in records],
         seconds=[r["seconds"] for r in records],

@@ -49,7 +49,7 @@ from numba import njit
 
 from minicnn.kernels.fastconv.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_phases_2x2, max_pool_row_2x2
-from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x2
+from minicnn.kernels.relu_pool import stray_plane_backward, unpool_2x2, winner_grad
 
 # -- the shared loops: two output planes, their gradients, the input's gradient ---------------
 
@@ -259,14 +259,14 @@ def _window_origins(pH, pW, W):
 
 @njit(inline="always")
 def _winners(g, idx, origin, values, target, zero, dst):
-    """dst[m] = g[m] where window m's winner is ``target`` pixels past its origin and relu
-    let it through (its pooled value not 0 or less), else 0; returns how many windows won
-    there. One flat loop over the windows, by selects."""
+    """dst[m] = g[m] where window m's winner is ``target`` pixels past its origin, as relu
+    lets it through (``winner_grad``), else 0; returns how many windows won there. One flat
+    loop over the windows, by selects."""
     hits = 0
     for m in range(dst.size):
         hit = idx[m] - origin[m] == target
         hits += hit
-        dst[m] = g[m] if hit and not values[m] <= 0 else zero
+        dst[m] = winner_grad(g[m], values[m], zero) if hit else zero
     return hits
 
 
@@ -274,8 +274,8 @@ def _winners(g, idx, origin, values, target, zero, dst):
 def _pooled_grad_phases(grad, indices, values, W, hW, origin, zero, G):
     """G (4, hH * hW) = the phases of a conv plane's gradient (W wide) from its relu'd 2x2,
     stride-2 pool's, by ``relu_pool.unpool_2x2``'s rule: each window's gradient at its
-    winner's phase, 0 at the other three and where relu blocked it (the pooled value 0 or
-    less). When the windows tile the plane (even sides) the phases have the pooled planes'
+    winner's phase, 0 at the other three and where relu blocked it (``relu_pool.winner_grad``).
+    When the windows tile the plane (even sides) the phases have the pooled planes'
     layout, and each is one flat loop over them (``_winners``); else the windows are done
     row by row and G must hold zeros outside them. ``origin`` (pH * pW,): each window's
     first pixel. Returns whether an index left its window (then G is not the plane's
@@ -429,9 +429,7 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
     g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
     if not unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
         return False
-    plane = slice(n, n + 1), slice(c, c + 1)
-    nothing = np.empty((0, 0, 0, 0), dtype=one.dtype)
-    relu_max_pool2d_backward_kernel(grad_out[plane], indices[plane], out[plane], nothing, one)
+    stray_plane_backward(grad_out, indices, out, n, c, one)
     for i in range(oH):
         for j in range(oW):
             g[i * Wp + j] = one[0, 0, i, j]

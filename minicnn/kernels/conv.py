@@ -163,4 +163,8 @@ def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
     plan = make_plan(x.shape, weight, None, stride, padding, dilation, groups, x.dtype)
-    return plan.backward_batch(lambda n0, n1: grad_out[n0:n1], x, input_grad)
+
+    def chunk_backward(n0, n1, grad_w, grad_b, grad_x):
+        plan.backward(grad_out[n0:n1], x[n0:n1], grad_w, grad_b, grad_x)
+
+    return plan.backward_batch(x, input_grad, chunk_backward)

@@ -227,7 +227,8 @@ def max_pool_phases_2x2(a, b, c, d, origin, W, out, indices, relu):
 def max_pool2d_2x2_kernel(x, out, indices, relu=False):
     """``max_pool2d_kernel`` for kernel 2, stride 2, no padding, no dilation and every window
     inside the input (the deck's pools), row by row with ``max_pool_row_2x2``: the window's
-    shape known to the compiler and no branches, six times faster than the general scan."""
+    shape known to the compiler and no branches, far faster than the general scan
+    (benchmarks/README.md, "What we measured")."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape
     for n in range(N):
@@ -251,8 +252,8 @@ def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
     windows that overhang the bottom or right edge (ceil_mode): each window clipped to the
     plane reads its real taps, a clipped-off tap replaced by its neighbour inside (the same
     pixel twice changes neither the max nor, as the first of equals wins and the last NaN,
-    the winner), by selects as ``max_pool_row_2x2`` does (DeepCNN's third pool, per image:
-    21 -> 8.1 us against the general scan, measured). The first real tap, (r0, c0), wins
+    the winner), by selects as ``max_pool_row_2x2`` does (faster than the general scan:
+    benchmarks/README.md). The first real tap, (r0, c0), wins
     where relu leaves no positive tap, as torch's scan gives."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape

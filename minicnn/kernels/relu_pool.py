@@ -130,11 +130,11 @@ def _unpool_clipped(grad, indices, values, pH, pW, H, W, plane):
 def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, pH, pW, grad_y):
     """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools with padding pH, pW of
     0 or 1 (any ceil_mode): windows never overlap, so each plane is zeroed in one pass and
-    each window's gradient written at its winner, no additions (per image of the deck's
-    second block, 12.5 -> 5.4 us measured, against writing each window's four pixels by
-    selects). Windows inside the plane go through ``unpool_2x2``, clipped ones through
-    ``_unpool_clipped``. A plane whose indices leave their windows (not the forward pass's)
-    goes to the general kernel."""
+    each window's gradient written at its winner, no additions (faster than writing each
+    window's four pixels by selects: benchmarks/README.md, "What we measured"). Windows
+    inside the plane go through ``unpool_2x2``, clipped ones through ``_unpool_clipped``. A
+    plane whose indices leave their windows (not the forward pass's) goes to the general
+    kernel (``stray_plane_backward``)."""
     N, C, H, W = grad_y.shape
     _, _, oH, oW = grad_out.shape
     plain = pH == 0 and pW == 0 and 2 * oH <= H and 2 * oW <= W

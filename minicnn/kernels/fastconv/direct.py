@@ -14,8 +14,8 @@ compiler vectorises.
 
 Two output channels are computed in one loop, each of the nine shifted input values loaded
 serving both (eighteen weights in registers); the weight gradient's eighteen sums share
-their loads the same way. Measured, the forward loop runs no faster for it than with one
-channel (~0.9 cycles per output either way: its multiplies bound it, not its loads).
+their loads the same way (the forward loop runs no faster for it than with one channel: its
+multiplies bound it, not its loads; benchmarks/README.md, "What we measured").
 
 The backward pass is the same picture reversed: the weight gradient is nine dot products of
 the output gradient with the shifted input; the input gradient gathers ``grad * weight``
@@ -31,7 +31,7 @@ phase a whole number of rows away: a flat shift again, with no thrown-away colum
 forward computes a plane phase by phase and pools it in one flat loop over its windows,
 and the backward puts each window's gradient at its winner's phase, by selects in flat
 loops, where a plane of the size of the conv's would take a scattered store per window
-(the deck's first block: 24.6 -> 17.8 us an image; forward 14.6 -> 13.5). The weight
+(faster both ways: benchmarks/README.md). The weight
 gradient is then summed phase by phase, from the pooled gradient or, for the conv alone,
 from a whole plane's cut into phases: the same sums either way, so the fused and unfused
 layers agree bit for bit. Where the windows do not tile the plane (odd sides) the forward
@@ -58,8 +58,8 @@ from minicnn.kernels.relu_pool import stray_plane_backward, unpool_2x2, winner_g
 def _nine_taps(x0, x1, x2, x3, x4, x5, x6, x7, x8, u, v, b0, b1, first, p0, p1):
     """p0, p1 (M,) (+)= the nine taps (3, 3) u and v of one input channel, read from its
     nine shifted values x0..x8 (M,): written with the biases b0, b1 for the ``first``
-    channel, added for the others (adding onto planes set to the bias took 9.1 us an image
-    of the deck's first conv against 5.7, same values)."""
+    channel, added for the others (faster than adding onto planes set to the bias, the same
+    values: benchmarks/README.md)."""
     u0, u1, u2, u3, u4 = u[0, 0], u[0, 1], u[0, 2], u[1, 0], u[1, 1]
     u5, u6, u7, u8 = u[1, 2], u[2, 0], u[2, 1], u[2, 2]
     v0, v1, v2, v3, v4 = v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1]

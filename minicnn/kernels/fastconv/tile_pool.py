@@ -104,9 +104,8 @@ def relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
     zero = np.zeros(1, dtype=D.dtype)[0]
     D[:] = 0
     stray = False
-    # plane after plane, reading in order: window after window, reading each plane's values
-    # a channel apart, ran 2.5 times slower after the products had filled the caches; and
-    # no branch on the data (20 -> 10 us per image of the deck's conv2: they were mispredicted)
+    # plane after plane, reading in order (a channel apart is slower once the products have
+    # filled the caches), and no branch on the data (it is mispredicted): benchmarks/README.md
     for n in range(N):
         for o in range(C_out):
             for i in range(pH):
@@ -141,9 +140,8 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     ``winograd_f4x4.output_transform``'s (oH, oW) output: each window's taps read from the tiles'
     blocks, a channel per lane, by ``pool.max_pool2d_2x2_clipped_kernel``'s rule (indices are
     positions in the (oH, oW) plane). M (36, N*T, C_out); bias (C_out,); out, indices
-    (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (putting it in
-    place and pooling its 7x7 planes took 3.3 + 8.3 us an image of the DeepCNN's conv3: the
-    fused layer's forward 5.2 -> 4.1 ms a batch of 100, one thread)."""
+    (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (faster than
+    placing and pooling its small planes: benchmarks/README.md, "What we measured")."""
     N, C_out, qH, qW = out.shape
     tH, tW = (oH + 3) // 4, (oW + 3) // 4
     L = tH * tW * C_out

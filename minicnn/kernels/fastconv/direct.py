@@ -49,7 +49,7 @@ from numba import njit
 
 from minicnn.kernels.fastconv.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_phases_2x2, max_pool_row_2x2
-from minicnn.kernels.relu_pool import stray_plane_backward, unpool_2x2, winner_grad
+from minicnn.kernels.relu_pool import relu_passes, stray_plane_backward, unpool_2x2
 
 # -- the shared loops: two output planes, their gradients, the input's gradient ---------------
 
@@ -266,7 +266,7 @@ def _winners(g, idx, origin, values, target, zero, dst):
     for m in range(dst.size):
         hit = idx[m] - origin[m] == target
         hits += hit
-        dst[m] = winner_grad(g[m], values[m], zero) if hit else zero
+        dst[m] = g[m] if hit and relu_passes(values[m]) else zero  # ``winner_grad``'s rule
     return hits
 
 

@@ -14,6 +14,7 @@ from minicnn import functional as F
 from minicnn import manual_seed, models, nn, use_backend
 from minicnn.kernels import conv
 from minicnn.kernels import fused as K
+from minicnn.kernels.geometry import ConvGeometry, PoolGeometry
 from tests.helpers import assert_close, direct_for_any_channels, winograd_for_any_channels
 from tests.strategies import conv2d_cases, winograd_conv2d_cases
 
@@ -109,7 +110,8 @@ def test_fused_twin_is_the_specification():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 2, 9, 9))
     w, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
-    conv, pool = ((1, 1), (1, 1, 1, 1), (1, 1), 1), ((2, 2), (2, 2), (0, 0), (1, 1), (4, 4))
+    conv = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    pool = PoolGeometry((2, 2), (2, 2), (0, 0), (1, 1), (4, 4))
     out, indices = K.conv2d_relu_max_pool2d_numba(x, w, b, conv, pool)
     out_twin, indices_twin = K.conv2d_relu_max_pool2d_numpy(x, w, b, conv, pool)
     np.testing.assert_array_equal(indices, indices_twin)

@@ -7,6 +7,7 @@ import numpy as np
 from minicnn import kernels
 from minicnn.functional import _checks as check
 from minicnn.kernels import conv as K
+from minicnn.kernels.geometry import ConvGeometry
 
 Padding = int | tuple[int, int] | str
 
@@ -39,12 +40,16 @@ def _padding(padding: Padding, kernel, stride, dilation, op: str) -> tuple[int, 
     return pH, pH, pW, pW
 
 
-def _out_hw(x: np.ndarray, weight: np.ndarray, stride, pads, dilation) -> tuple[int, int]:
-    """(oH, oW) of a checked conv2d's output (``pads`` as (top, bottom, left, right))."""
-    return K.conv_out_hw(x.shape[2:], weight.shape[2:], stride, pads, dilation)
+def output_hw(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry) -> tuple[int, int]:
+    """(oH, oW) of a checked conv2d's output."""
+    stride, padding, dilation = geometry.stride, geometry.padding, geometry.dilation
+    return K.conv_out_hw(x.shape[2:], weight.shape[2:], stride, padding, dilation)
 
 
-def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv2d"):
+def check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv2d"):
+    """(x, batched, weight, bias, geometry): conv2d's arguments checked as torch checks them,
+    x (N, C, H, W) and ``geometry`` a ``ConvGeometry`` (padding as (top, bottom, left,
+    right))."""
     x, batched = check.image_batch(input, op)
     weight = check.float_array(weight, "weight", op)
     if weight.ndim != 4:
@@ -93,7 +98,8 @@ def _check_conv(input, weight, bias, stride, padding, dilation, groups, op="conv
     check.allocatable((N, C, *padded), x.dtype, op, "padded input")
     check.allocatable((C * kH * kW, N * oH * oW), x.dtype, op, "unfolded input")
     bias = None if bias is None else np.ascontiguousarray(bias)
-    return x, batched, np.ascontiguousarray(weight), bias, stride, pads, dilation, groups
+    geometry = ConvGeometry(stride, pads, dilation, groups)
+    return x, batched, np.ascontiguousarray(weight), bias, geometry
 
 
 def conv2d(
@@ -120,11 +126,11 @@ def conv2d(
         out: (N, C_out, oH, oW) with ``oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1``
         (oW alike); for dilation 1 that is the deck's ``O = floor((I - K + 2P) / S) + 1``.
     """
-    x, batched, weight, bias, stride, pads, dilation, groups = _check_conv(
+    x, batched, weight, bias, geometry = check_conv(
         input, weight, bias, stride, padding, dilation, groups
     )
     forward = kernels.pick(K.conv2d_forward_numpy, K.conv2d_forward_numba)
-    out = forward(x, weight, bias, stride, pads, dilation, groups)  # (N, C_out, oH, oW)
+    out = forward(x, weight, bias, *geometry)  # (N, C_out, oH, oW)
     return out if batched else out[0]
 
 
@@ -148,19 +154,17 @@ def conv2d_backward(
     Shape:
         grad_input like input, grad_weight like weight, grad_bias (C_out,).
     """
-    x, batched, weight, _, stride, pads, dilation, groups = _check_conv(
+    x, batched, weight, _, geometry = check_conv(
         input, weight, None, stride, padding, dilation, groups, op="conv2d_backward"
     )
     N, C_out = x.shape[0], weight.shape[0]
-    oH, oW = _out_hw(x, weight, stride, pads, dilation)
+    oH, oW = output_hw(x, weight, geometry)
     expected = (N, C_out, oH, oW) if batched else (C_out, oH, oW)
     grad = check.gradient(grad_output, expected, x.dtype, "conv2d_backward")
     grad = grad if batched else grad[None]
     output_mask = check.output_mask(output_mask, "conv2d_backward")
     backward = kernels.pick(K.conv2d_backward_numpy, K.conv2d_backward_numba)
-    grad_x, grad_w, grad_b = backward(
-        grad, x, weight, stride, pads, dilation, groups, input_grad=bool(output_mask[0])
-    )
+    grad_x, grad_w, grad_b = backward(grad, x, weight, *geometry, input_grad=bool(output_mask[0]))
     if grad_x is not None and not batched:
         grad_x = grad_x[0]
     return (

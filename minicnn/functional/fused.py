@@ -6,8 +6,8 @@ import numpy as np
 
 from minicnn import kernels
 from minicnn.functional import _checks as check
-from minicnn.functional.conv import Padding, _check_conv, _out_hw
-from minicnn.functional.pool import pool_args
+from minicnn.functional.conv import Padding, check_conv, output_hw
+from minicnn.functional.pool import pool_geometry
 from minicnn.kernels import fused as K
 
 OP = "conv2d_relu_max_pool2d"
@@ -28,14 +28,14 @@ def _check(
     ceil_mode,
     op=OP,
 ):
-    x, batched, weight, bias, stride, pads, dilation, groups = _check_conv(
+    x, batched, weight, bias, conv = check_conv(
         input, weight, bias, stride, padding, dilation, groups, op=op
     )
-    conv_shape = (x.shape[0], weight.shape[0], *_out_hw(x, weight, stride, pads, dilation))
-    pool = pool_args(
+    conv_shape = (x.shape[0], weight.shape[0], *output_hw(x, weight, conv))
+    pool = pool_geometry(
         op, conv_shape, kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode
     )
-    return x, batched, weight, bias, (stride, pads, dilation, groups), pool
+    return x, batched, weight, bias, conv, pool
 
 
 def conv2d_relu_max_pool2d(
@@ -119,7 +119,7 @@ def conv2d_relu_max_pool2d_backward(
         op=op,
     )
     N, C_out = x.shape[0], weight.shape[0]
-    expected = (N, C_out, *pool[4]) if batched else (C_out, *pool[4])
+    expected = (N, C_out, *pool.out_hw) if batched else (C_out, *pool.out_hw)
     grad = check.gradient(grad_output, expected, x.dtype, op)
     for name, array in (("out", out), ("indices", indices)):
         if not isinstance(array, np.ndarray) or array.shape != expected:

@@ -8,6 +8,7 @@ from minicnn import kernels
 from minicnn.functional import _checks as check
 from minicnn.kernels import avg_pool as A
 from minicnn.kernels import pool as K
+from minicnn.kernels.geometry import PoolGeometry
 
 
 def pool_output_size(
@@ -32,13 +33,13 @@ def pool_output_size(
 
 def _check_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     x, batched = check.image_batch(input, op)
-    args = pool_args(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return x, batched, *args
+    geometry = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return x, batched, *geometry
 
 
-def pool_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """(kernel, stride, padding, dilation, out_hw) of a pool over inputs of ``shape``
-    (N, C, H, W), as pairs, checked as torch checks them."""
+def pool_geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode) -> PoolGeometry:
+    """The windows of a pool over inputs of ``shape`` (N, C, H, W), as pairs, checked as
+    torch checks them."""
     kernel = check.positive_pair(kernel_size, "kernel_size", op)
     # torch treats stride=None (and an empty stride) as "same as the kernel"
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
@@ -63,7 +64,7 @@ def pool_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
             f"({C}x{out_hw[0]}x{out_hw[1]}) is too small (kernel_size={kernel}, "
             f"stride={stride}, padding={padding}, dilation={dilation})"
         )
-    return kernel, stride, padding, dilation, out_hw
+    return PoolGeometry(kernel, stride, padding, dilation, out_hw)
 
 
 def max_pool2d(

@@ -93,21 +93,18 @@ def conv2d_backward_numpy(grad_out, x, weight, stride, padding, dilation, groups
 
 # -- the fast path: a plan per conv (``fastconv.plans``), images split across threads -----------
 
-# From this many input channels on, Winograd: measured over 3x3 convs, batch 100, one thread,
-# forward and backward, it was 1.2-1.3x faster than im2col + BLAS at 8, level at 4 and
-# 1.3x slower at 2 (its 16 products get too thin)
+# From this many input channels on, Winograd: with fewer its products get too thin to beat
+# im2col + BLAS (benchmarks/README.md, "What we measured")
 WINOGRAD_MIN_CHANNELS = 8
 
-# Up to this many input channels, direct loops: the deck's first conv, one channel, measured
-# (batch 100, one thread, fused with ReLU and the 2x2 pool, per image) forward 22.7 -> 19 us
-# and backward 45.5 -> 24 us against im2col + products (nine taps are too few for BLAS)
+# Up to this many input channels, direct loops: nine taps per output are too few for BLAS
+# (benchmarks/README.md, "What we measured")
 DIRECT_MAX_CHANNELS = 1
 
 
-# F(4x4, 3x3) where it needs at most this share of F(2x2, 3x3)'s products: measured over 3x3
-# convs of 8 to 128 channels, batch 100, one thread, forward and backward, its costlier
-# transforms won where the 4x4 blocks fit the output (7x7: 0.56, 1.2-1.6x faster; 28x28:
-# 0.56, up to 1.25x) and not where they overhang it (14x14: 0.73, 0.95-1.04x)
+# F(4x4, 3x3) where it needs at most this share of F(2x2, 3x3)'s products: its costlier
+# transforms win where its 4x4 blocks fit the output, not where they overhang it
+# (benchmarks/README.md, "What we measured")
 WINOGRAD4_MAX_SHARE = 0.6
 
 
@@ -163,4 +160,8 @@ def conv2d_backward_numba(grad_out, x, weight, stride, padding, dilation, groups
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
     plan = make_plan(x.shape, weight, None, stride, padding, dilation, groups, x.dtype)
-    return plan.backward_batch(lambda n0, n1: grad_out[n0:n1], x, input_grad)
+
+    def chunk_backward(n0, n1, grad_w, grad_b, grad_x):
+        plan.backward(grad_out[n0:n1], x[n0:n1], grad_w, grad_b, grad_x)
+
+    return plan.backward_batch(x, input_grad, chunk_backward)

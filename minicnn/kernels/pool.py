@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.geometry import PoolGeometry
 from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
@@ -226,7 +227,8 @@ def max_pool_phases_2x2(a, b, c, d, origin, W, out, indices, relu):
 def max_pool2d_2x2_kernel(x, out, indices, relu=False):
     """``max_pool2d_kernel`` for kernel 2, stride 2, no padding, no dilation and every window
     inside the input (the deck's pools), row by row with ``max_pool_row_2x2``: the window's
-    shape known to the compiler and no branches, six times faster than the general scan."""
+    shape known to the compiler and no branches, far faster than the general scan
+    (benchmarks/README.md, "What we measured")."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape
     for n in range(N):
@@ -250,8 +252,8 @@ def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
     windows that overhang the bottom or right edge (ceil_mode): each window clipped to the
     plane reads its real taps, a clipped-off tap replaced by its neighbour inside (the same
     pixel twice changes neither the max nor, as the first of equals wins and the last NaN,
-    the winner), by selects as ``max_pool_row_2x2`` does (DeepCNN's third pool, per image:
-    21 -> 8.1 us against the general scan, measured). The first real tap, (r0, c0), wins
+    the winner), by selects as ``max_pool_row_2x2`` does (faster than the general scan:
+    benchmarks/README.md). The first real tap, (r0, c0), wins
     where relu leaves no positive tap, as torch's scan gives."""
     N, C, H, W = x.shape
     _, _, oH, oW = out.shape
@@ -298,46 +300,25 @@ def max_pool2d_backward_kernel(grad_out, indices, out):
                     out[n, c, index // W, index % W] += grad_out[n, c, i, j]
 
 
-def is_plain_2x2(kernel, stride, padding, dilation, in_hw, out_hw) -> bool:
-    """Whether a pool's windows are 2x2 at stride 2 without padding or dilation, every one
-    inside the input (no ceil_mode overhang): the windows the 2x2 kernels take."""
-    return (
-        kernel == stride == (2, 2)
-        and padding == (0, 0)
-        and dilation == (1, 1)
-        and 2 * out_hw[0] <= in_hw[0]
-        and 2 * out_hw[1] <= in_hw[1]
-    )
-
-
-def is_clipped_2x2(kernel, stride, padding, dilation) -> bool:
-    """Whether a pool's windows are 2x2 at stride 2 with padding 0 or 1 and no dilation (any
-    ceil_mode): the windows the clipped 2x2 kernels take."""
-    return kernel == stride == (2, 2) and dilation == (1, 1) and max(padding) <= 1
-
-
-def max_pool2d_into(x, kernel, stride, padding, dilation, out, indices, relu=False):
-    """The max pool of a chunk x into ``out`` and ``indices``, by the 2x2 kernel where it
-    applies (``is_plain_2x2``), the clipped 2x2 kernel for the other 2x2, stride-2 pools
-    with padding 0 or 1, and the general kernel for the rest."""
-    if is_plain_2x2(kernel, stride, padding, dilation, x.shape[2:], out.shape[2:]):
+def max_pool2d_into(x, pool: PoolGeometry, out, indices, relu=False):
+    """The max pool of a chunk x into ``out`` and ``indices`` (``pool.out_hw`` their size), by
+    the 2x2 kernel where it applies (``pool.is_plain_2x2``), the clipped 2x2 kernel for the
+    other 2x2, stride-2 pools with padding 0 or 1, and the general kernel for the rest."""
+    if pool.is_plain_2x2(x.shape[2:]):
         max_pool2d_2x2_kernel(x, out, indices, relu)
-    elif is_clipped_2x2(kernel, stride, padding, dilation):
-        max_pool2d_2x2_clipped_kernel(x, *padding, out, indices, relu)
+    elif pool.is_clipped_2x2():
+        max_pool2d_2x2_clipped_kernel(x, *pool.padding, out, indices, relu)
     else:
+        kernel, stride, padding, dilation, _ = pool
         max_pool2d_kernel(x, *kernel, *stride, *padding, *dilation, out, indices, relu)
 
 
 def max_pool2d_forward_numba(x, kernel, stride, padding, dilation, out_hw):
     N, C, _, _ = x.shape
+    pool = PoolGeometry(kernel, stride, padding, dilation, out_hw)
     out = np.empty((N, C, *out_hw), dtype=x.dtype)
     indices = np.empty((N, C, *out_hw), dtype=np.int64)
-    parallel_for(
-        N,
-        lambda a, b: max_pool2d_into(
-            x[a:b], kernel, stride, padding, dilation, out[a:b], indices[a:b]
-        ),
-    )
+    parallel_for(N, lambda a, b: max_pool2d_into(x[a:b], pool, out[a:b], indices[a:b]))
     return out, indices
 
 

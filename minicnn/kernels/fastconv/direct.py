@@ -14,8 +14,8 @@ compiler vectorises.
 
 Two output channels are computed in one loop, each of the nine shifted input values loaded
 serving both (eighteen weights in registers); the weight gradient's eighteen sums share
-their loads the same way. Measured, the forward loop runs no faster for it than with one
-channel (~0.9 cycles per output either way: its multiplies bound it, not its loads).
+their loads the same way (the forward loop runs no faster for it than with one channel: its
+multiplies bound it, not its loads; benchmarks/README.md, "What we measured").
 
 The backward pass is the same picture reversed: the weight gradient is nine dot products of
 the output gradient with the shifted input; the input gradient gathers ``grad * weight``
@@ -31,7 +31,7 @@ phase a whole number of rows away: a flat shift again, with no thrown-away colum
 forward computes a plane phase by phase and pools it in one flat loop over its windows,
 and the backward puts each window's gradient at its winner's phase, by selects in flat
 loops, where a plane of the size of the conv's would take a scattered store per window
-(the deck's first block: 24.6 -> 17.8 us an image; forward 14.6 -> 13.5). The weight
+(faster both ways: benchmarks/README.md). The weight
 gradient is then summed phase by phase, from the pooled gradient or, for the conv alone,
 from a whole plane's cut into phases: the same sums either way, so the fused and unfused
 layers agree bit for bit. Where the windows do not tile the plane (odd sides) the forward
@@ -49,7 +49,7 @@ from numba import njit
 
 from minicnn.kernels.fastconv.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_phases_2x2, max_pool_row_2x2
-from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x2
+from minicnn.kernels.relu_pool import relu_passes, stray_plane_backward, unpool_2x2
 
 # -- the shared loops: two output planes, their gradients, the input's gradient ---------------
 
@@ -58,8 +58,8 @@ from minicnn.kernels.relu_pool import relu_max_pool2d_backward_kernel, unpool_2x
 def _nine_taps(x0, x1, x2, x3, x4, x5, x6, x7, x8, u, v, b0, b1, first, p0, p1):
     """p0, p1 (M,) (+)= the nine taps (3, 3) u and v of one input channel, read from its
     nine shifted values x0..x8 (M,): written with the biases b0, b1 for the ``first``
-    channel, added for the others (adding onto planes set to the bias took 9.1 us an image
-    of the deck's first conv against 5.7, same values)."""
+    channel, added for the others (faster than adding onto planes set to the bias, the same
+    values: benchmarks/README.md)."""
     u0, u1, u2, u3, u4 = u[0, 0], u[0, 1], u[0, 2], u[1, 0], u[1, 1]
     u5, u6, u7, u8 = u[1, 2], u[2, 0], u[2, 1], u[2, 2]
     v0, v1, v2, v3, v4 = v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1]
@@ -259,14 +259,14 @@ def _window_origins(pH, pW, W):
 
 @njit(inline="always")
 def _winners(g, idx, origin, values, target, zero, dst):
-    """dst[m] = g[m] where window m's winner is ``target`` pixels past its origin and relu
-    let it through (its pooled value not 0 or less), else 0; returns how many windows won
-    there. One flat loop over the windows, by selects."""
+    """dst[m] = g[m] where window m's winner is ``target`` pixels past its origin, as relu
+    lets it through (``winner_grad``), else 0; returns how many windows won there. One flat
+    loop over the windows, by selects."""
     hits = 0
     for m in range(dst.size):
         hit = idx[m] - origin[m] == target
         hits += hit
-        dst[m] = g[m] if hit and not values[m] <= 0 else zero
+        dst[m] = g[m] if hit and relu_passes(values[m]) else zero  # ``winner_grad``'s rule
     return hits
 
 
@@ -274,8 +274,8 @@ def _winners(g, idx, origin, values, target, zero, dst):
 def _pooled_grad_phases(grad, indices, values, W, hW, origin, zero, G):
     """G (4, hH * hW) = the phases of a conv plane's gradient (W wide) from its relu'd 2x2,
     stride-2 pool's, by ``relu_pool.unpool_2x2``'s rule: each window's gradient at its
-    winner's phase, 0 at the other three and where relu blocked it (the pooled value 0 or
-    less). When the windows tile the plane (even sides) the phases have the pooled planes'
+    winner's phase, 0 at the other three and where relu blocked it (``relu_pool.winner_grad``).
+    When the windows tile the plane (even sides) the phases have the pooled planes'
     layout, and each is one flat loop over them (``_winners``); else the windows are done
     row by row and G must hold zeros outside them. ``origin`` (pH * pW,): each window's
     first pixel. Returns whether an index left its window (then G is not the plane's
@@ -429,9 +429,7 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
     g[: 2 * grad_out.shape[2] * Wp] = 0  # the windows' rows (the rest stays 0)
     if not unpool_2x2(grad_out[n, c], indices[n, c], out[n, c], oW, Wp, g):
         return False
-    plane = slice(n, n + 1), slice(c, c + 1)
-    nothing = np.empty((0, 0, 0, 0), dtype=one.dtype)
-    relu_max_pool2d_backward_kernel(grad_out[plane], indices[plane], out[plane], nothing, one)
+    stray_plane_backward(grad_out, indices, out, n, c, one)
     for i in range(oH):
         for j in range(oW):
             g[i * Wp + j] = one[0, 0, i, j]

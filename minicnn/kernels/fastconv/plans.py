@@ -14,6 +14,8 @@ measurements); the twin there is the specification all of them are tested agains
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,18 +36,29 @@ from minicnn.kernels.fastconv.im2col import (
     products_to_images,
     weight_grad_from_columns,
 )
+from minicnn.kernels.geometry import PoolGeometry
 from minicnn.kernels.relu_pool import relu_max_pool2d_2x2_backward_kernel
 from minicnn.kernels.runtime import parallel
 
-# Below this many taps per output (K = Cg*kH*kW), the weight gradient's product is summed by
-# a loop rather than BLAS: OpenBLAS ran (32, 6272) @ (6272, 9) at 1.7x the time of
-# (32, 6272) @ (6272, 16), and, called from two threads at once, one at a time (measured).
-SMALL_K = 16
+# Below this many taps per output (Cg*kH*kW), the weight gradient's product is summed by a
+# loop rather than BLAS: such thin products are slow in OpenBLAS, and serialised across
+# threads (benchmarks/README.md, "What we measured")
+SMALL_TAPS = 16
 
 
 def _pad_shape(x, kernel, out_hw):
     """The padded plane ``im2col_unit`` reads: wide enough for every tap of every output."""
     return (x.shape[1], out_hw[0] + kernel[0] - 1, out_hw[1] + kernel[1] - 1)
+
+
+class Pooling(NamedTuple):
+    """A plan's own relu and max pool of its conv's output, for a chunk of images
+    (``ConvPlan.pooling``): ``forward(x, out, indices)`` sets out, indices =
+    max_pool2d(relu(conv2d(x))), and ``backward(grad_out, indices, out, x, grad_w, grad_b,
+    grad_x)`` is ``ConvPlan.backward`` from the pooled gradient."""
+
+    forward: Callable
+    backward: Callable
 
 
 class ConvPlan:
@@ -57,28 +70,20 @@ class ConvPlan:
     ``minicnn.kernels.fused`` run a conv chunk by chunk the same way.
     """
 
-    # whether the plan pools relu(conv) by 2x2 windows as it makes the conv's output, and
-    # builds that output's gradient from the pooled one (``relu_max_pool_2x2`` and its
-    # backward, which ``minicnn.kernels.fused`` calls then)
-    pools_2x2 = False
-    # whether it does so for the clipped 2x2 pools too (stride 2, padding 0 or 1, any
-    # ceil_mode: ``relu_max_pool_clipped_2x2`` and its backward)
-    pools_clipped_2x2 = False
-
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         N, C, H, W = x_shape
         C_out, Cg, kH, kW = weight.shape
-        self.G, self.Og, self.C_out = groups, C_out // groups, C_out
+        self.groups, self.Og, self.C_out = groups, C_out // groups, C_out
         self.oH, self.oW = conv_out_hw((H, W), (kH, kW), stride, padding, dilation)
-        self.L, self.K = self.oH * self.oW, Cg * kH * kW
+        self.L, self.taps = self.oH * self.oW, Cg * kH * kW
         self.kernel, self.stride, self.padding, self.dilation = (kH, kW), stride, padding, dilation
         self.unit = stride == (1, 1) and dilation == (1, 1)
         self.dtype = np.dtype(dtype)
         self.weight = weight
-        self.wmat = weight.reshape(self.G, self.Og, self.K)  # (G, Og, K)
+        self.wmat = weight.reshape(groups, self.Og, self.taps)  # (groups, Og, taps)
         self.bias_vector = np.empty(0, self.dtype) if bias is None else bias.astype(self.dtype)
         # per image: its unfolded input and its output (which a fused layer keeps in scratch)
-        per_image = (self.G * self.K + C_out) * self.L * self.dtype.itemsize
+        per_image = (groups * self.taps + C_out) * self.L * self.dtype.itemsize
         self.chunk = parallel.chunk_size(per_image)
         self.out_shape = (N, C_out, self.oH, self.oW)
 
@@ -87,9 +92,15 @@ class ConvPlan:
         for n0 in range(start, stop, self.chunk):
             yield n0, min(n0 + self.chunk, stop)
 
+    def pooling(self, pool_geometry: PoolGeometry) -> Pooling | None:
+        """The plan's own relu and pool of its conv's output over these windows (none here:
+        ``minicnn.kernels.fused`` then pools the conv's output in scratch space)."""
+        return None
+
     def _unfold(self, x):
-        """cols = im2col(x), (G, K, b, L), by the unit-stride kernel where it applies."""
-        cols = parallel.scratch("cols", (self.G, self.K, x.shape[0], self.L), self.dtype)
+        """cols = im2col(x), (groups, taps, b, L), by the unit-stride kernel where it applies."""
+        shape = (self.groups, self.taps, x.shape[0], self.L)
+        cols = parallel.scratch("cols", shape, self.dtype)
         out_hw, top, left = (self.oH, self.oW), self.padding[0], self.padding[2]
         if self.unit:
             xpad = parallel.scratch("pad", _pad_shape(x, self.kernel, out_hw), self.dtype)
@@ -110,51 +121,53 @@ class ConvPlan:
     def forward(self, x, out) -> None:
         """out = conv2d(x) for a chunk: x (b, C, H, W), out (b, C_out, oH, oW).
 
-        One product per group for the whole chunk, (Og, K) @ (K, b*L): a wide matrix keeps
-        BLAS efficient where one image's L = oH*oW is small (DeepCNN's 7x7 layer)."""
-        b, G, Og, L = x.shape[0], self.G, self.Og, self.L
-        cols = self._unfold(x).reshape(G, self.K, b * L)  # (G, K, b*L)
-        prod = parallel.scratch("prod", (G, Og, b * L), self.dtype)
-        np.matmul(self.wmat, cols, out=prod)  # (G, Og, b*L)
+        One product per group for the whole chunk, (Og, taps) @ (taps, b*L): a wide matrix
+        keeps BLAS efficient where one image's L = oH*oW is small (DeepCNN's 7x7 layer)."""
+        b, groups, Og, L = x.shape[0], self.groups, self.Og, self.L
+        cols = self._unfold(x).reshape(groups, self.taps, b * L)  # (groups, taps, b*L)
+        prod = parallel.scratch("prod", (groups, Og, b * L), self.dtype)
+        np.matmul(self.wmat, cols, out=prod)  # (groups, Og, b*L)
         products_to_images(prod, self.bias_vector, out.reshape(b, self.C_out, L))
 
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
-        """For a chunk: add its weight and bias gradients into ``grad_w`` (G, Og, K) and
-        ``grad_b`` (C_out,), and write its input gradient into ``grad_x`` unless None."""
-        b, G, Og, K, L = x.shape[0], self.G, self.Og, self.K, self.L
-        cols = self._unfold(x)  # (G, K, b, L)
-        chunk_w = parallel.scratch("grad_w", (G, Og, K), self.dtype)
-        if K < SMALL_K:
+        """For a chunk: add its weight and bias gradients into ``grad_w`` (groups, Og, taps)
+        and ``grad_b`` (C_out,), and write its input gradient into ``grad_x`` unless None."""
+        b, groups, Og, taps, L = x.shape[0], self.groups, self.Og, self.taps, self.L
+        cols = self._unfold(x)  # (groups, taps, b, L)
+        chunk_w = parallel.scratch("grad_w", (groups, Og, taps), self.dtype)
+        if taps < SMALL_TAPS:
             weight_grad_from_columns(grad.reshape(b, self.C_out, L), cols, chunk_w)
         else:
-            g_wide = self._wide(grad)  # (G, Og, b*L)
-            np.matmul(g_wide, cols.reshape(G, K, b * L).transpose(0, 2, 1), out=chunk_w)
+            g_wide = self._wide(grad)  # (groups, Og, b*L)
+            columns = cols.reshape(groups, taps, b * L).transpose(0, 2, 1)
+            np.matmul(g_wide, columns, out=chunk_w)
         grad_w += chunk_w
         grad_b += grad.reshape(b, self.C_out, L).sum(axis=(0, 2))
         if grad_x is not None:
-            g_wide = self._wide(grad) if K < SMALL_K else g_wide  # (G, Og, b*L)
-            np.matmul(self.w_t, g_wide, out=cols.reshape(G, K, b * L))  # the columns' gradient
+            g_wide = self._wide(grad) if taps < SMALL_TAPS else g_wide  # (groups, Og, b*L)
+            cols_grad = cols.reshape(groups, taps, b * L)  # the columns' gradient, over cols
+            np.matmul(self.w_t, g_wide, out=cols_grad)
             self._fold(cols, grad_x)
 
     def _wide(self, grad):
-        """A chunk's output gradient (b, C_out, oH, oW) in the columns' layout, (G, Og, b*L),
-        in scratch space."""
-        b, G, Og, L = grad.shape[0], self.G, self.Og, self.L
-        g_wide = parallel.scratch("grad_wide", (G, Og, b, L), self.dtype)
-        np.copyto(g_wide, grad.reshape(b, G, Og, L).transpose(1, 2, 0, 3))
-        return g_wide.reshape(G, Og, b * L)
+        """A chunk's output gradient (b, C_out, oH, oW) in the columns' layout, (groups, Og,
+        b*L), in scratch space."""
+        b, groups, Og, L = grad.shape[0], self.groups, self.Og, self.L
+        g_wide = parallel.scratch("grad_wide", (groups, Og, b, L), self.dtype)
+        np.copyto(g_wide, grad.reshape(b, groups, Og, L).transpose(1, 2, 0, 3))
+        return g_wide.reshape(groups, Og, b * L)
 
     @functools.cached_property
     def w_t(self):
-        """The weight matrices transposed, (G, K, Og), for the input gradient."""
+        """The weight matrices transposed, (groups, taps, Og), for the input gradient."""
         return np.ascontiguousarray(self.wmat.transpose(0, 2, 1))
 
-    def backward_batch(self, task_grad, x, input_grad: bool, chunk_backward=None):
+    def backward_batch(self, x, input_grad: bool, chunk_backward):
         """The whole batch's (grad_x, grad_weight, grad_bias), the batch split across threads;
-        ``task_grad(n0, n1)`` gives the output gradient of images n0..n1, for ``backward``,
-        unless ``chunk_backward(n0, n1, grad_w, grad_b, grad_x)`` does a chunk's backward
-        itself. Each thread sums its images' weight gradients, then the threads' sums add
-        up in slice order."""
+        ``chunk_backward(n0, n1, grad_w, grad_b, grad_x)`` does the backward of images
+        n0..n1 (``backward``, or a ``Pooling``'s), adding into the thread's sums ``grad_w``
+        and ``grad_b`` and writing ``grad_x`` (those images' slice, or None). Each thread
+        sums its images' weight gradients, then the threads' sums add up in slice order."""
         grad_x = np.empty(x.shape, dtype=self.dtype) if input_grad else None  # (N, C, H, W)
 
         def task(start, stop):
@@ -162,10 +175,7 @@ class ConvPlan:
             grad_b = np.zeros(self.C_out, dtype=self.dtype)
             for n0, n1 in self.chunks(start, stop):
                 part = None if grad_x is None else grad_x[n0:n1]
-                if chunk_backward is None:
-                    self.backward(task_grad(n0, n1), x[n0:n1], grad_w, grad_b, part)
-                else:
-                    chunk_backward(n0, n1, grad_w, grad_b, part)
+                chunk_backward(n0, n1, grad_w, grad_b, part)
             return grad_w, grad_b
 
         partials = parallel.parallel_for(x.shape[0], task)
@@ -178,7 +188,7 @@ class ConvPlan:
     @property
     def grad_w_shape(self) -> tuple[int, ...]:
         """The shape ``backward`` sums weight gradients in."""
-        return (self.G, self.Og, self.K)
+        return (self.groups, self.Og, self.taps)
 
     def grad_weight(self, grad_w):
         """The weight gradient, (C_out, Cg, kH, kW), from ``backward``'s sum."""
@@ -206,8 +216,7 @@ class WinogradPlan(ConvPlan):
         self.bias_vector = np.zeros(C_out, self.dtype) if bias is None else bias.astype(self.dtype)
         # per image: its tiles' transform (and its gradient) and the products. Each product
         # touches one plane of them at a time, so chunks of twice the L2 budget still run
-        # from cache, and fewer, wider products are faster (by 7% on the deck's conv2 with
-        # F(2x2, 3x3), measured against 1 MiB; 4 MiB was slower)
+        # from cache, and fewer, wider products are faster (benchmarks/README.md)
         per_image = self.planes * self.T * (2 * C + C_out) * self.dtype.itemsize
         self.chunk = parallel.chunk_size(per_image, 2 * 1024 * 1024)
 
@@ -257,7 +266,8 @@ class WinogradPlan(ConvPlan):
     def _pooled_backward(self, strays, D, grad_out, indices, out, pads, x, grad_u, grad_b, grad_x):
         """``backward`` from a relu'd 2x2 pool's gradient (padding ``pads``), whose blocks' D
         the kind's pooled kernel has built, unless ``strays``: an index left its window (not
-        the forward pass's), and the general rule gives the conv output's gradient instead."""
+        the forward pass's), and the 2x2 kernel, which takes such planes to the general one,
+        gives the conv output's gradient instead."""
         if strays:
             g = parallel.scratch(
                 "conv_grad", (x.shape[0], self.C_out, self.oH, self.oW), self.dtype
@@ -283,20 +293,23 @@ class WinogradPlan(ConvPlan):
 
 class Winograd2Plan(WinogradPlan):
     """``WinogradPlan`` by F(2x2, 3x3) (``winograd_f2x2``): 16 products over 4x4 tiles, each
-    giving a 2x2 block of outputs. Its fused form pools each tile's block as the output
-    transform makes it (``relu_max_pool_2x2``), and builds the blocks' gradient from the
-    pooled one."""
+    giving a 2x2 block of outputs. It pools the plain 2x2 windows itself: each tile's block
+    is a window, pooled as the output transform makes it, and the blocks' gradient is built
+    from the pooled one (``tile_pool``)."""
 
-    pools_2x2 = True
+    def pooling(self, pool_geometry: PoolGeometry) -> Pooling | None:
+        if not pool_geometry.is_plain_2x2((self.oH, self.oW)):
+            return None
+        return Pooling(self._pool_tiles, self._pool_tiles_backward)
 
-    def relu_max_pool_2x2(self, x, out, indices) -> None:
+    def _pool_tiles(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out and
         indices (b, C_out, pH, pW)."""
         M = self._products(x)  # (16, b*T, C_out)
         tile_pool.relu_max_pool_tiles(M, self.bias_vector, self.oH, self.oW, out, indices)
 
-    def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
-        """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk."""
+    def _pool_tiles_backward(self, grad_out, indices, out, x, grad_u, grad_b, grad_x):
+        """``backward`` for ``_pool_tiles``, from the pooled gradient of a chunk."""
         D = self._scratch(*x.shape[:2])[3]
         strays = tile_pool.relu_max_pool_tiles_backward(grad_out, indices, out, self.oH, self.oW, D)
         self._pooled_backward(strays, D, grad_out, indices, out, (0, 0), x, grad_u, grad_b, grad_x)
@@ -304,39 +317,42 @@ class Winograd2Plan(WinogradPlan):
 
 class Winograd4Plan(WinogradPlan):
     """``WinogradPlan`` by F(4x4, 3x3) (``winograd_f4x4``): 36 products over 6x6 tiles, each
-    giving a 4x4 block of outputs."""
+    giving a 4x4 block of outputs. It pools the 2x2 windows at stride 2 with padding 0 or 1
+    itself, reading each window's pixels from the blocks (``tile_pool``)."""
 
     kernels = winograd_f4x4
     m = 4
-    pools_clipped_2x2 = True
 
-    def relu_max_pool_clipped_2x2(self, x, pH, pW, out, indices) -> None:
-        """out, indices = max_pool2d(relu(conv2d(x)), 2, padding=(pH, pW)) for a chunk: x
-        (b, C, H, W), out and indices (b, C_out, qH, qW), pooled from the tiles' blocks."""
-        M = self._products(x)  # (36, b*T, C_out)
-        tile_pool.relu_max_pool_blocks(M, self.bias_vector, self.oH, self.oW, pH, pW, out, indices)
+    def pooling(self, pool_geometry: PoolGeometry) -> Pooling | None:
+        if not pool_geometry.is_clipped_2x2():
+            return None
+        pH, pW = pool_geometry.padding
 
-    def relu_max_pool_clipped_2x2_backward(
-        self, grad_out, indices, out, pH, pW, x, grad_u, grad_b, grad_x
-    ):
-        """``backward`` for ``relu_max_pool_clipped_2x2``, from the pooled gradient of a
-        chunk."""
-        D = self._scratch(*x.shape[:2])[3]
-        strays = tile_pool.relu_max_pool_blocks_backward(
-            grad_out, indices, out, self.oH, self.oW, pH, pW, D
-        )
-        self._pooled_backward(
-            strays, D, grad_out, indices, out, (pH, pW), x, grad_u, grad_b, grad_x
-        )
+        def forward(x, out, indices):  # out, indices (b, C_out, qH, qW)
+            M = self._products(x)  # (36, b*T, C_out)
+            tile_pool.relu_max_pool_blocks(
+                M, self.bias_vector, self.oH, self.oW, pH, pW, out, indices
+            )
+
+        def backward(grad_out, indices, out, x, grad_u, grad_b, grad_x):
+            D = self._scratch(*x.shape[:2])[3]
+            strays = tile_pool.relu_max_pool_blocks_backward(
+                grad_out, indices, out, self.oH, self.oW, pH, pW, D
+            )
+            pads = (pH, pW)
+            self._pooled_backward(
+                strays, D, grad_out, indices, out, pads, x, grad_u, grad_b, grad_x
+            )
+
+        return Pooling(forward, backward)
 
 
 class DirectPlan(ConvPlan):
     """A 3x3, stride-1, ungrouped conv2d of few input channels (one: the deck's first layer)
-    computed directly (``direct``): per image, over the zero-padded planes laid out flat, two output planes at a time. Its fused form pools each plane as it is
-    made (``relu_max_pool_2x2``), and builds each plane's gradient phases from the pooled
-    gradient (see ``minicnn.kernels.fastconv.direct``)."""
-
-    pools_2x2 = True
+    computed directly (``direct``): per image, over the zero-padded planes laid out flat, two
+    output planes at a time. It pools the plain 2x2 windows itself: each plane as it is made,
+    and each plane's gradient phases built from the pooled gradient (see
+    ``minicnn.kernels.fastconv.direct``)."""
 
     def __init__(self, x_shape, weight, bias, stride, padding, dilation, groups, dtype):
         super().__init__(x_shape, weight, bias, stride, padding, dilation, groups, dtype)
@@ -360,10 +376,15 @@ class DirectPlan(ConvPlan):
         Y = parallel.scratch("plane_phases", (2, 4, hH * hW), self.dtype)
         return xpad, planes, P, Y
 
-    def forward(self, x, out) -> None:
-        self.relu_max_pool_2x2(x, out, np.empty((0, 0, 0, 0), np.int64))
+    def pooling(self, pool_geometry: PoolGeometry) -> Pooling | None:
+        if not pool_geometry.is_plain_2x2((self.oH, self.oW)):
+            return None
+        return Pooling(self._conv_pool, self._conv_pool_backward)
 
-    def relu_max_pool_2x2(self, x, out, indices) -> None:
+    def forward(self, x, out) -> None:
+        self._conv_pool(x, out, np.empty((0, 0, 0, 0), np.int64))
+
+    def _conv_pool(self, x, out, indices) -> None:
         """out, indices = max_pool2d(relu(conv2d(x)), 2) for a chunk: x (b, C, H, W), out
         and indices (b, C_out, pH, pW) (or, with ``indices`` empty, ``forward`` itself)."""
         top, left = self.padding[0], self.padding[2]
@@ -373,13 +394,13 @@ class DirectPlan(ConvPlan):
 
     def backward(self, grad, x, grad_w, grad_b, grad_x) -> None:
         no_pool = np.empty((0, 0, 0, 0), np.int64)
-        self.relu_max_pool_2x2_backward(grad, no_pool, grad[:0], x, grad_w, grad_b, grad_x)
+        self._conv_pool_backward(grad, no_pool, grad[:0], x, grad_w, grad_b, grad_x)
 
-    def relu_max_pool_2x2_backward(self, grad_out, indices, out, x, grad_w, grad_b, grad_x):
-        """``backward`` for ``relu_max_pool_2x2``, from the pooled gradient of a chunk (or,
-        with ``indices`` empty, ``backward`` itself: see ``direct.conv3x3_backward``)."""
+    def _conv_pool_backward(self, grad_out, indices, out, x, grad_w, grad_b, grad_x):
+        """``backward`` for ``_conv_pool``, from the pooled gradient of a chunk (or, with
+        ``indices`` empty, ``backward`` itself: see ``direct.conv3x3_backward``)."""
         top, left = self.padding[0], self.padding[2]
-        xpad, _, P, G = self._scratch()  # G: the two planes' gradients' phases
+        xpad, _, P, grad_phases = self._scratch()  # the two planes' gradients' phases
         gext = parallel.scratch("grad_planes", (2, (self.oH + 5) * self.Wp + 2), self.dtype)
         gpad = parallel.scratch(
             "grad_pad", self.xpad_shape if grad_x is not None else (0, 0, 0), self.dtype
@@ -395,7 +416,7 @@ class DirectPlan(ConvPlan):
             left,
             xpad,
             P,
-            G,
+            grad_phases,
             gext,
             grad_w,
             grad_b,

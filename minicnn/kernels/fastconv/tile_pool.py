@@ -26,6 +26,7 @@ from numba import njit
 
 from minicnn.kernels.fastconv import winograd_f2x2, winograd_f4x4
 from minicnn.kernels.pool import clipped_2x2, max_of_2x2, max_of_2x2_nan
+from minicnn.kernels.relu_pool import in_clipped_2x2, offset_in_2x2, winner_grad
 
 
 @njit(inline="always")
@@ -93,7 +94,7 @@ def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
 def relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
     """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of
     its relu'd 2x2 pool (``relu_max_pool_tiles``'s): each window's gradient at its winner, 0
-    where relu blocked it (the pooled value 0 or less), 0 elsewhere. grad_out, indices, out
+    where relu blocked it (``relu_pool.winner_grad``), 0 elsewhere. grad_out, indices, out
     (N, C_out, pH, pW); D (4, N*T*C_out). Returns whether an index left its window (not the
     forward pass's): then D is not the gradient."""
     N, C_out, pH, pW = grad_out.shape
@@ -103,19 +104,16 @@ def relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
     zero = np.zeros(1, dtype=D.dtype)[0]
     D[:] = 0
     stray = False
-    # plane after plane, reading in order: window after window, reading each plane's values
-    # a channel apart, ran 2.5 times slower after the products had filled the caches; and
-    # no branch on the data (20 -> 10 us per image of the deck's conv2: they were mispredicted)
+    # plane after plane, reading in order (a channel apart is slower once the products have
+    # filled the caches), and no branch on the data (it is mispredicted): benchmarks/README.md
     for n in range(N):
         for o in range(C_out):
             for i in range(pH):
                 for j in range(pW):
-                    k = indices[n, o, i, j] - 2 * i * oW - 2 * j  # the winner: 0, 1, oW, oW + 1
-                    below = k >= oW
-                    d = k - oW if below else k  # its column in the window
-                    stray |= (d < 0) | (d > 1)
-                    v = grad_out[n, o, i, j]
-                    v = zero if out[n, o, i, j] <= 0 else v  # relu blocked it, or not
+                    k = indices[n, o, i, j] - 2 * i * oW - 2 * j  # past the window's origin
+                    below, d, inside = offset_in_2x2(k, oW)
+                    stray |= not inside
+                    v = winner_grad(grad_out[n, o, i, j], out[n, o, i, j], zero)
                     if not stray:
                         Df[(2 * below + d) * K + n * L + (i * tW + j) * C_out + o] = v
     return stray
@@ -142,9 +140,8 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     ``winograd_f4x4.output_transform``'s (oH, oW) output: each window's taps read from the tiles'
     blocks, a channel per lane, by ``pool.max_pool2d_2x2_clipped_kernel``'s rule (indices are
     positions in the (oH, oW) plane). M (36, N*T, C_out); bias (C_out,); out, indices
-    (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (putting it in
-    place and pooling its 7x7 planes took 3.3 + 8.3 us an image of the DeepCNN's conv3: the
-    fused layer's forward 5.2 -> 4.1 ms a batch of 100, one thread)."""
+    (N, C_out, qH, qW). Pooled so, the conv's output is never put in place (faster than
+    placing and pooling its small planes: benchmarks/README.md, "What we measured")."""
     N, C_out, qH, qW = out.shape
     tH, tW = (oH + 3) // 4, (oW + 3) // 4
     L = tH * tW * C_out
@@ -194,7 +191,7 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
 def relu_max_pool_blocks_backward(grad_out, indices, out, oH, oW, pH, pW, D):
     """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of
     its relu'd, clipped 2x2 pool (``relu_max_pool_blocks``'s): each window's
-    gradient at its winner, 0 where relu blocked it (the pooled value 0 or less), 0
+    gradient at its winner, 0 where relu blocked it (``relu_pool.winner_grad``), 0
     elsewhere (the windows never overlap). grad_out, indices, out (N, C_out, qH, qW); D
     (16, N*T*C_out). Returns whether an index left its window (not the forward pass's):
     then D is not the gradient."""
@@ -209,12 +206,10 @@ def relu_max_pool_blocks_backward(grad_out, indices, out, oH, oW, pH, pW, D):
                 for j in range(qW):
                     r0, r1, c0, c1 = _window(i, j, pH, pW, oH, oW)
                     index = indices[n, o, i, j]
-                    top = (index == r0 * oW + c0) | (index == r0 * oW + c1)
-                    if not (top | (index == r1 * oW + c0) | (index == r1 * oW + c1)):
-                        return True  # (compared, not divided by oW: no division per window)
-                    h = r0 if top else r1
-                    w = c0 if index - h * oW == c0 else c1
-                    v = grad_out[n, o, i, j]
-                    v = zero if out[n, o, i, j] <= 0 else v  # relu blocked it, or not
+                    if not in_clipped_2x2(index, r0, r1, c0, c1, oW):
+                        return True
+                    h = r0 if index < r1 * oW + c0 else r1  # (r1 == r0 + 1, or r0 itself)
+                    w = index - h * oW
+                    v = winner_grad(grad_out[n, o, i, j], out[n, o, i, j], zero)
                     D[4 * (h % 4) + w % 4, n * L + ((h // 4) * tW + w // 4) * C_out + o] = v
     return False

@@ -13,11 +13,10 @@ compiler vectorises it. Two copies bring an image there and back:
   the same way before they are put in place.
 
 The image's copies read (and write) the NCHW array in order, plane by plane: going a pixel's
-channels at a time, a plane apart, ran twice as slow once BLAS's products had filled the
-caches (measured on the deck's conv2). The outputs' copies go a pixel's channels at a time:
-their loops along a plane's row of tiles are one or two long (7x7 outputs in 4x4 blocks),
-and they read or write a chunk's conv output in scratch space (6.8 -> 3.4 us an image of
-the DeepCNN's conv3).
+channels at a time, a plane apart, was slower once BLAS's products had filled the caches. The
+outputs' copies go a pixel's channels at a time: their loops along a plane's row of tiles are
+one or two long (7x7 outputs in 4x4 blocks), and they read or write a chunk's conv output in
+scratch space (benchmarks/README.md, "What we measured").
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ def _columns(r, offset, W, m):
 @njit(inline="always")
 def pad_channels_last(x, n, top, left, xpad, m):
     """xpad[top + h, (left + w) % m, (left + w) // m, c] = x[n, c, h, w]; the padding
-    (zeros) is the caller's, written once for a batch. (m is passed as a constant, 2 or 4:
-    read off xpad's shape, the compiler left the kernels around it three times slower.)"""
+    (zeros) is the caller's, written once for a batch. (m is passed as a constant, 2 or 4, so
+    the compiler folds it: read off xpad's shape, it cost a division per row.)"""
     C, H, W = x.shape[1:]
     for c in range(C):
         for h in range(H):

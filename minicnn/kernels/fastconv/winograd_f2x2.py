@@ -5,10 +5,9 @@ formulas). Here the tile domain is laid out channels last: V (16, N*T, C) and M 
 C_out), plane ``4a + b`` holding entry (a, b) of every tile, each tile's channels side by
 side. Every butterfly then runs down a contiguous row of channels, tile after tile, so the
 compiler vectorises it, where with the channels apart (16, C, N*T) the butterflies over a
-tile row of 7 tiles read pixels two apart and ran one value at a time (the deck's conv2,
-per image, in a training step: input transform 15.5 -> 7.5 us, its adjoint 20.4 -> 10.6
-us). The products read the same matrices the other way round, ``M[k] = V[k] @ U[k].T``, and
-the weight gradient's product needs V no longer transposed.
+tile row of 7 tiles read pixels two apart and ran one value at a time (benchmarks/README.md,
+"What we measured"). The products read the same matrices the other way round,
+``M[k] = V[k] @ U[k].T``, and the weight gradient's product needs V no longer transposed.
 
 An image reaches the tile domain through a zero-padded copy of itself with its channels
 last and its even and odd columns apart, xpad (Hp, 2, tW + 1, C): the four columns of tile
@@ -16,7 +15,7 @@ tj are then even tj, odd tj, even tj + 1, odd tj + 1, each a run of C values, so
 row's butterflies along the rows are one loop over tW*C values with constant offsets. The
 conv's output comes back through the tiles' 2x2 blocks, Y (4, T*C_out): with a 2x2, stride-2
 max pool after it, those blocks are the pool's windows, and the output transform pools them
-there (``minicnn.kernels.fastconv.tile_pool``); the backward pass builds the blocks' gradient from
+there (``tile_pool``); the backward pass builds the blocks' gradient from
 the pooled one the same way.
 
 Each value is computed by the same operations, in the same order, as the twin's formulas
@@ -204,8 +203,8 @@ def grad_input_transform(dV, top, left, gpad, grad_x):
 def output_blocks(Mf, start, Y):
     """Y[2i + j, k] = (AT @ M[:, k] @ AT.T)[i, j] for the L = Y.shape[1] columns k of Mf
     (16, N*T*C_out) from ``start`` on (whole tiles): AT along each tile's rows, then down
-    its columns, in one pass (in two, through a scratch of the rows' results: 4.7 -> 2.9 us
-    an image of the deck's conv2, the same values)."""
+    its columns, in one pass (two passes through a scratch of the rows' results were slower
+    for the same values)."""
     L = Y.shape[1]
     m0, m1, m2, m3 = (
         Mf[0, start : start + L],

@@ -296,6 +296,23 @@ def test_fuzzed_calls_raise_only_value_or_type_errors(case, seed):
     assert outcomes[0] == outcomes[1], f"{name}: the backends disagree: {outcomes}"
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: F.dropout(np.ones(3), p=p),
+        lambda p: nn.Dropout(p),
+        lambda p: nn.CrossEntropyLoss(label_smoothing=p),
+        lambda p: F.cross_entropy(np.ones((2, 3)), np.array([0, 1]), label_smoothing=p),
+    ],
+    ids=["F.dropout", "nn.Dropout", "nn.CrossEntropyLoss", "F.cross_entropy"],
+)
+def test_a_probability_too_large_for_a_float_is_a_value_error(make):
+    # found by the fuzz test drawing fresh examples: float(10**400) raised OverflowError
+    for p in (10**400, -(10**400)):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            make(p)
+
+
 def _seeded(name: str, seed: int) -> dict:
     # dropout draws a mask when it is not given one: the same draw for both backends
     return {"generator": np.random.default_rng(seed)} if name in ("dropout", "dropout_mask") else {}

@@ -111,7 +111,7 @@ def output_mask(value, op: str) -> tuple[bool, bool, bool]:
 def probability(value, name: str, op: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: expected {name} to be a float, got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:
+    if not 0 <= value <= 1:  # compared as given: float(10**400) would overflow
         raise ValueError(f"{op}: {name} has to be between 0 and 1, but got {value}")
     return float(value)
 

@@ -20,7 +20,9 @@ Checkpoints and resuming (``--save PATH``, ``--resume PATH``):
   1 epoch give bit-identical weights, optimizer state and costs. The options that decide the
   trajectory (``TRAJECTORY_FIELDS``) must match the checkpoint's; ``--epochs`` counts the total.
 * A NaN or infinite loss raises ``TrainingDiverged`` before anything is saved, so the last
-  good checkpoint stays as it was.
+  good checkpoint stays as it was. The loss is computed before the optimizer's step, so the
+  weights themselves are checked after the last step before each save (and before the final
+  evaluation): a step that overflows them diverges the run as well.
 
 Metrics go to ``--metrics`` as JSON lines, one object per epoch (``epoch``, ``cost``,
 ``seconds``, ``images_per_s``) and a last one with ``accuracy``; by default to
@@ -30,13 +32,15 @@ A resumed run rewrites the file from the checkpoint's history first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +107,16 @@ def train(
     """Train and evaluate as ``config`` says, printing the deck's lines; returns a TrainResult.
 
     ``on_batch(info)`` runs after every optimizer step (tests use it to send SIGINT mid-epoch
-    or to poison the weights).
+    or to poison the weights). Options that could only fail later (a missing package, a
+    ``--save`` that names a directory) fail now; a second run writing the same metrics log
+    (by default, the one beside the same ``--save``) is refused while this one runs.
     """
-    # missing optional packages fail now, not after an hour of training
-    if config.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
-    if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
-        raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    _check_options(config)
+    with _sole_writer(metrics_path(config)):
+        return _train(config, on_batch)
+
+
+def _train(config: TrainConfig, on_batch: Callable[[BatchInfo], None] | None) -> TrainResult:
     if config.threads is not None:
         set_num_threads(config.threads)
 
@@ -144,7 +151,6 @@ def train(
             seconds_before = partial["seconds"]
         print(f"Resuming {config.resume}: epoch {start_epoch + 1}, batch {start_batch + 1}")
     log = metrics_path(config)
-    log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
     save = Path(config.save) if config.save else None
     saved_epoch = None  # the epoch the last good checkpoint this run wrote ends
@@ -163,14 +169,21 @@ def train(
                 cost = engine.step(batch)
                 if not math.isfinite(cost):
                     bar.close()
-                    raise TrainingDiverged(
-                        _diverged(cost, epoch, batch, save, saved_epoch, config.resume)
-                    )
+                    where = f"the loss is {cost} at epoch {epoch + 1}, batch {batch + 1}"
+                    raise TrainingDiverged(_diverged(where, save, saved_epoch, config.resume))
                 cost_sum += real(cost) / real(n_batches)  # avg_cost += cost / total_batch
                 step += 1
                 bar.update(cost)
                 if on_batch is not None:
                     on_batch(BatchInfo(epoch + 1, batch + 1, step, cost, engine))
+                # the step after this one would see a NaN loss; before a save there is none
+                if (batch + 1 == n_batches or stop.requested) and not engine.finite():
+                    bar.close()
+                    where = (
+                        f"the weights hold NaN or infinity after epoch {epoch + 1}, "
+                        f"batch {batch + 1}"
+                    )
+                    raise TrainingDiverged(_diverged(where, save, saved_epoch, config.resume))
                 if stop.requested and batch + 1 < n_batches:
                     bar.close()
                     seconds = seconds_before + time.perf_counter() - started
@@ -242,6 +255,55 @@ def train(
 # -- helpers --------------------------------------------------------------------------------
 
 
+def _check_options(config: TrainConfig) -> None:
+    """ValueError now for what would otherwise fail after the first epoch."""
+    # missing optional packages fail now, not after an hour of training
+    if config.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
+    if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
+        raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    log = metrics_path(config)
+    outputs = [("--metrics", log)]
+    if config.save:
+        save = Path(config.save)
+        outputs.append(("--save", save))
+        if log.resolve() == save.resolve():
+            raise ValueError(
+                f"--metrics {log}: the checkpoint --save writes; give the log another path"
+            )
+    for flag, path in outputs:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a directory; expected a file name in it")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{flag} {path}: cannot create its directory ({error})") from None
+        if not os.access(path.parent, os.W_OK):
+            raise ValueError(f"{flag} {path}: its directory {path.parent} is not writable")
+
+
+@contextlib.contextmanager
+def _sole_writer(log: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the metrics log while the run lasts, so that two runs never
+    interleave their lines (the kernel drops the lock when a run dies, even by ``kill -9``)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        if os.name == "posix":
+            import fcntl  # POSIX only
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(
+                    f"{log}: another training run is writing this metrics log (and the "
+                    "checkpoint beside it); wait for it, or give this run other --save and "
+                    "--metrics paths"
+                ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def build_engine(config: TrainConfig, train_set: Split, test_set: Split) -> Engine:
     """The engine ``config.engine`` names, seeded and built; torch is imported only here."""
     if config.engine == "minicnn":
@@ -287,16 +349,8 @@ def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, n_batches: int
         )
 
 
-def _diverged(
-    cost: float,
-    epoch: int,
-    batch: int,
-    save: Path | None,
-    saved_epoch: int | None,
-    resume: str | None,
-) -> str:
+def _diverged(where: str, save: Path | None, saved_epoch: int | None, resume: str | None) -> str:
     """The message of ``TrainingDiverged``: where, and which checkpoint is the last good one."""
-    where = f"the loss is {cost} at epoch {epoch + 1}, batch {batch + 1}"
     if saved_epoch is not None:
         kept = f"the last good checkpoint, {save} (end of epoch {saved_epoch}), is kept"
     elif resume:

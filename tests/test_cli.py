@@ -8,14 +8,16 @@ import dataclasses
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
+import unittest.mock
 
 import numpy as np
 import pytest
 
 from minicnn.cli import COMMANDS, main
-from minicnn.data import load_mnist
+from minicnn.data import load_mnist, mnist_file
 from minicnn.io.checkpoint import load_checkpoint, load_model
 from minicnn.optim import Adam
 from minicnn.train import TrainConfig, accuracy
@@ -252,3 +254,19 @@ def test_accuracy_restores_training_mode(mnist_dir):
     images, labels = load_mnist(mnist_dir, train=False)
     accuracy(model, images[:10], labels[:10])
     assert model.training
+
+
+def test_download_checks_the_files_it_finds(mnist_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(mnist_dir, data)
+    victim = mnist_file(data, "t10k-labels-idx1-ubyte")
+    victim.write_bytes(victim.read_bytes()[:-50])
+
+    def offline(request, timeout):
+        raise OSError("offline")
+
+    # no mirror answers here, so the damaged file must be reported, not called MNIST
+    with unittest.mock.patch("minicnn.data.download._urlopen", offline):
+        code, out, err = run(["download", "--data-dir", str(data)])
+    assert code != 0 and "MNIST is in" not in out
+    assert "t10k-labels-idx1-ubyte.gz" in err and "Traceback" not in err

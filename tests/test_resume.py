@@ -4,18 +4,24 @@ leaves the last good checkpoint as it was."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import io
 import json
 import shlex
+import shutil
 import signal
 
 import numpy as np
 import pytest
 
 from minicnn.cli import main
+from minicnn.io import checkpoint as checkpoint_module
+from minicnn.io import safetensors as st
 from minicnn.io.checkpoint import load_checkpoint
 from minicnn.train import MinicnnEngine, TrainConfig, TrainingDiverged, TrainingInterrupted, train
+from minicnn.train.config import train_command
 
 # small runs: 6 batches of 50 per epoch (4 for DeepCNN, the slow one), 100 test images
 LIMITS = {"cnn": 300, "deep": 200}
@@ -252,3 +258,67 @@ def test_a_second_run_on_the_same_checkpoint_is_refused(mnist_dir, tmp_path):
     assert "refused" in second and load_checkpoint(cfg.save).epoch == 1
     lines = (tmp_path / "both.metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # one epoch and the accuracy, written once
+
+
+def forge(path, **changes) -> None:
+    """Rewrite the checkpoint's metadata fields (JSON values) and recompute its checksum, as an
+    attacker who read minicnn's source would."""
+    meta = st.load_metadata(path)
+    for key, value in changes.items():
+        if key == "optimizer_edit":
+            info = json.loads(meta["optimizer"])
+            value(info)
+            meta["optimizer"] = json.dumps(info)
+        else:
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
+    meta["checksum"] = checkpoint_module._checksum(st.load_file(path), meta)
+    st.save_file(st.load_file(path), path, meta)
+
+
+FORGERIES = {
+    "metrics not objects": dict(metrics=[1, 2]),
+    "partial without batch": dict(metrics=[{"partial": True}]),
+    "partial batch a string": dict(metrics=[{"partial": True, "batch": "x", "cost_sum": 1}]),
+    "epoch 10**30": dict(epoch=10**30, step=10**30 * 6),
+    "more epochs than asked": dict(epoch=5, step=30),
+    "rng state not a state": dict(rng_state={"default": 1}),
+    "rng state with a bad key": dict(
+        rng_state={"default": {"bit_generator": "MT19937", "state": {"key": "x", "pos": 0}}}
+    ),
+    "rng state's state a number": dict(
+        rng_state={"default": {"bit_generator": "MT19937", "state": 5}}
+    ),
+    "model kwargs unknown": dict(model_kwargs={"nonsense": 1}),
+    "config nested deeply": dict(config="[" * 100_000 + "]" * 100_000),
+    "lr a string": dict(optimizer_edit=lambda o: o["param_groups"][0].update(lr="x")),
+    "step a list": dict(optimizer_edit=lambda o: o["scalar_state"]["0"].update(step=[1])),
+    "no param groups": dict(optimizer_edit=lambda o: o.update(param_groups=[])),
+    "params out of range": dict(optimizer_edit=lambda o: o["param_groups"][0].update(params=[99])),
+    "moment of the wrong shape": dict(
+        optimizer_edit=lambda o: o["arrays"]["state.0.exp_avg"].update(
+            shape=[1], base64=base64.b64encode(bytes(4)).decode()
+        )
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def one_epoch(mnist_dir, tmp_path_factory):
+    cfg = config(mnist_dir, tmp_path_factory.mktemp("forged"), "one", "minicnn", "cnn", epochs=1)
+    quiet(train, cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+def test_forged_checkpoint_is_a_one_line_error(one_epoch, tmp_path, forgery):
+    path = tmp_path / "forged.safetensors"
+    shutil.copyfile(one_epoch.save, path)
+    forge(path, **FORGERIES[forgery])
+    argv = shlex.split(
+        train_command(dataclasses.replace(one_epoch, epochs=2, save=None), resume=path)
+    )
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv[1:] + ["--metrics", str(tmp_path / "m.jsonl")])
+    assert code == 1, err.getvalue()
+    assert str(path) in err.getvalue() and "Traceback" not in err.getvalue()

@@ -62,6 +62,9 @@ from minicnn.train.console import StopOnSigint, progress_bar, save_plot
 from minicnn.train.minicnn_engine import MinicnnEngine
 from minicnn.train.protocol import Engine, Split
 
+# what every epoch's metrics record holds (besides its number)
+_RECORD_FIELDS = ("cost", "seconds", "images_per_s")
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -141,12 +144,10 @@ def _train(config: TrainConfig, on_batch: Callable[[BatchInfo], None] | None) ->
     start_epoch, start_batch, cost_sum, seconds_before, step = 0, 0, real(0), 0.0, 0
     if config.resume:
         checkpoint = load_checkpoint(config.resume)
-        _check_resumable(checkpoint, config, n_batches)
-        engine.restore(checkpoint)
-        records = [m for m in checkpoint.metrics if not m.get("partial")]
+        records, partial = _check_resumable(checkpoint, config, n_batches)
+        _restore(engine, checkpoint)
         start_epoch, step = checkpoint.epoch, checkpoint.step
-        if checkpoint.metrics and checkpoint.metrics[-1].get("partial"):
-            partial = checkpoint.metrics[-1]
+        if partial is not None:
             start_batch, cost_sum = partial["batch"], real(partial["cost_sum"])
             seconds_before = partial["seconds"]
         print(f"Resuming {config.resume}: epoch {start_epoch + 1}, batch {start_batch + 1}")
@@ -331,22 +332,72 @@ def _find_data(config: TrainConfig) -> Path:
     return ensure_mnist(config.data_dir, download=True)
 
 
-def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, n_batches: int) -> None:
-    """ValueError unless ``checkpoint`` continues the run ``config`` describes."""
+def _check_resumable(
+    checkpoint: Checkpoint, config: TrainConfig, n_batches: int
+) -> tuple[list[dict], dict | None]:
+    """The checkpoint's epoch records and its mid-epoch position (None at an epoch's end), after
+    checking that it continues the run ``config`` describes; ValueError otherwise."""
+    where = f"--resume {config.resume}"
     for name in TRAJECTORY_FIELDS:
         saved, asked = checkpoint.config.get(name), getattr(config, name)
         if saved != asked:
             raise ValueError(
-                f"--resume {config.resume}: it was trained with --{option_flag(name)} {saved}, "
+                f"{where}: it was trained with --{option_flag(name)} {saved}, "
                 f"this run asks for {asked}; resume with the options it was started with"
             )
-    partial = checkpoint.metrics[-1] if checkpoint.metrics else {}
-    batch = partial.get("batch", 0) if partial.get("partial") else 0
+    if checkpoint.epoch > config.epochs:
+        raise ValueError(
+            f"{where}: it has trained {checkpoint.epoch} epochs, more than --epochs "
+            f"{config.epochs} (which counts the total)"
+        )
+    metrics = checkpoint.metrics
+    partial = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
+    partial = partial if partial.get("partial") is True else None
+    records = list(metrics[:-1] if partial is not None else metrics)
+    numbers = (int, float)
+    for record in records:
+        if not (
+            isinstance(record, dict)
+            and all(isinstance(record.get(k), numbers) for k in _RECORD_FIELDS)
+        ):
+            raise ValueError(f"{where}: metrics entry {record!r} lacks numeric {_RECORD_FIELDS}")
+    if len(records) != checkpoint.epoch:
+        raise ValueError(
+            f"{where}: its metrics hold {len(records)} epochs, its metadata says {checkpoint.epoch}"
+        )
+    batch = 0
+    if partial is not None:
+        batch = partial.get("batch")
+        if not (
+            isinstance(batch, int)
+            and 0 < batch < n_batches
+            and isinstance(partial.get("cost_sum"), numbers)
+            and math.isfinite(partial["cost_sum"])
+            and isinstance(partial.get("seconds"), numbers)
+        ):
+            raise ValueError(
+                f"{where}: its mid-epoch entry {partial!r} needs a batch from 1 to "
+                f"{n_batches - 1}, a finite cost_sum and seconds"
+            )
     if checkpoint.step != checkpoint.epoch * n_batches + batch:
         raise ValueError(
-            f"--resume {config.resume}: step {checkpoint.step} is not epoch {checkpoint.epoch} "
+            f"{where}: step {checkpoint.step} is not epoch {checkpoint.epoch} "
             f"x {n_batches} batches + {batch}; was the data changed?"
         )
+    return records, partial
+
+
+def _restore(engine: Engine, checkpoint: Checkpoint) -> None:
+    """``engine.restore(checkpoint)``, its complaints about the saved state naming the file."""
+    try:
+        engine.restore(checkpoint)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        if isinstance(error, ValueError) and str(checkpoint.path) in str(error):
+            raise
+        raise ValueError(
+            f"--resume {checkpoint.path}: its saved state does not fit this run "
+            f"({type(error).__name__}: {error})"
+        ) from None
 
 
 def _diverged(where: str, save: Path | None, saved_epoch: int | None, resume: str | None) -> str:

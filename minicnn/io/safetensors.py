@@ -281,7 +281,7 @@ def _checked_entries(header: dict, data_size: int, path: Path) -> dict:
         if not isinstance(entry, dict) or set(entry) != _ENTRY_FIELDS:
             raise ValueError(
                 f"{path}: tensor {name!r}: expected an object with exactly the fields "
-                f"{sorted(_ENTRY_FIELDS)}, got {entry!r}"
+                f"{sorted(_ENTRY_FIELDS)}, got {_describe(entry)}"
             )
         dtype = DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
         if dtype is None:
@@ -326,6 +326,13 @@ def _checked_entries(header: dict, data_size: int, path: Path) -> dict:
             f"{path}: the tensors cover {position} bytes of data but the file holds {data_size}"
         )
     return {name: (dtype, shape, begin) for name, (dtype, shape, begin, _) in entries.items()}
+
+
+def _describe(value: object) -> str:
+    # never repr() a crafted value: it may be huge or nested past the recursion limit
+    if isinstance(value, dict):
+        return f"an object with fields {sorted(value)[:8]}"
+    return f"a JSON {type(value).__name__}"
 
 
 def _is_count(value: object) -> bool:

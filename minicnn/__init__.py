@@ -7,6 +7,7 @@ Tiers: ``minicnn.kernels`` (NumPy twins and fast Numba kernels) → ``minicnn.fu
 (torch-named ops with their backwards) → ``minicnn.nn`` (modules with manual backprop).
 """
 
+from minicnn import environment as environment  # first: it checks the settings Numba reads
 from minicnn import functional, init, kernels, nn, optim
 from minicnn.kernels import get_backend, set_backend, use_backend
 from minicnn.nn.tape import no_grad

@@ -218,9 +218,15 @@ register(
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from minicnn.data import ensure_mnist
+    from minicnn.data import download_mnist, find_mnist, resolve_data_dir
 
-    print(f"MNIST is in {ensure_mnist(args.data_dir, download=True)}")
+    try:
+        root = find_mnist(args.data_dir)
+    except FileNotFoundError:
+        root = resolve_data_dir(args.data_dir)
+    # every file there is checked against its published SHA-256; a damaged one is fetched again
+    download_mnist(root)
+    print(f"MNIST is in {find_mnist(root)} (checked against the published SHA-256 hashes)")
     return 0
 
 

@@ -100,6 +100,10 @@ class TorchEngine:
         self.optimizer.step()
         return cost.item()  # one sync per step: the loop checks every loss for NaN
 
+    def finite(self) -> bool:
+        with torch.no_grad():
+            return all(bool(torch.isfinite(param).all()) for param in self.model.parameters())
+
     def evaluate(self, raw: bool = False) -> float:
         was_training = self.model.training
         self.model.eval()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -163,3 +167,23 @@ def winograd_for_any_channels(m: int | None = None):
         yield
     finally:
         conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD4_MAX_SHARE = saved
+
+
+def run_measuring_memory(code: str, *args: str) -> tuple[str, float]:
+    """Run ``code`` in a fresh Python (this worktree importable) and return its stdout and its
+    peak resident memory in MB, which the kernel measures whatever Python allocated.
+
+    Linux's ``VmHWM`` is read, not ``ru_maxrss``: the latter survives ``exec`` and would report
+    this (much larger) test process's peak."""
+    script = (
+        f"{code}\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print('peak_mb', int(hwm) / 1024)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out, _, peak = done.stdout.rpartition("peak_mb ")
+    return out, float(peak)

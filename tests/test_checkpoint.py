@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,8 +117,25 @@ def test_file_layout(tmp_path):
         "checksum",
         "checkpoint_version",
     } <= set(meta)
-    assert sidecar_path(path).name == "ckpt.optim.safetensors"
-    assert sidecar_path(path).exists()  # SGD without momentum: an empty sidecar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]  # one file
+
+
+def test_saving_over_a_version_1_checkpoint_removes_its_optimizer_file(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    sidecar_path(path).write_bytes(b"an old optimizer file")
+    save_checkpoint(path, make_model("cnn"), model_name="cnn")
+    assert not sidecar_path(path).exists()
+
+
+def test_version_1_checkpoint_loads_its_weights_but_cannot_resume(with_optimizer):
+    path = with_optimizer[0]
+    meta = st.load_metadata(path)
+    meta["checkpoint_version"] = "1"
+    meta["checksum"] = checkpoint._checksum(st.load_file(path), meta)
+    rewrite(path, metadata=lambda m: meta)
+    loaded = load_checkpoint(path)
+    assert loaded.optimizer_state is None and loaded.epoch == 0
+    load_model(path)
 
 
 # -- torch interop -------------------------------------------------------------------------
@@ -250,7 +274,7 @@ FAULTS = {
     ),
     "bad json": ({"metadata": lambda m: {**m, "config": "{lr: 1"}}, "'config' is not valid JSON"),
     "json type": ({"metadata": lambda m: {**m, "metrics": "{}"}}, "'metrics' must be a JSON list"),
-    "epoch": ({"metadata": lambda m: {**m, "epoch": "-1"}}, "'epoch' must be an int >= 0"),
+    "epoch": ({"metadata": lambda m: {**m, "epoch": "-1"}}, "'epoch' must be an int from 0 to"),
     "kwargs": ({"metadata": lambda m: {**m, "model_kwargs": '{"width": 3}'}}, "cannot build"),
     "checksum": ({"metadata": lambda m: {**m, "step": "7"}}, "checksum mismatch"),
 }
@@ -347,32 +371,36 @@ def with_optimizer(tmp_path):
     return paths
 
 
-def test_missing_sidecar(with_optimizer):
-    path = with_optimizer[0]
-    sidecar_path(path).unlink()
-    with pytest.raises(ValueError, match="ckpt.optim.safetensors is missing"):
-        load_checkpoint(path)
-    assert load_checkpoint(path, with_optimizer=False).optimizer_state is None
-    load_model(path)  # the weights need no sidecar
-
-
-def test_sidecar_from_another_checkpoint(with_optimizer):
+def test_optimizer_state_round_trips_in_the_one_file(with_optimizer):
     first, second = with_optimizer
-    shutil.copyfile(sidecar_path(second), sidecar_path(first))
-    with pytest.raises(ValueError, match="does not belong to this checkpoint"):
-        load_checkpoint(first)
+    a, b = load_checkpoint(first), load_checkpoint(second)
+    assert a.optimizer_name == "Adam" and a.optimizer_state["state"][0]["step"] == 1
+    assert b.optimizer_state["state"][0]["step"] == 2
+    assert sorted(p.name for p in first.parent.iterdir()) == ["ckpt.safetensors"]
 
 
-def test_sidecar_path_cannot_escape_the_directory(with_optimizer):
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda o: o["arrays"]["state.0.exp_avg"].update(base64="not base64!"),
+        lambda o: o["arrays"]["state.0.exp_avg"].update(shape=[3]),
+        lambda o: o["arrays"]["state.0.exp_avg"].update(dtype="I64"),
+        lambda o: o["arrays"].update({"exp_avg": o["arrays"]["state.0.exp_avg"]}),
+        lambda o: o["arrays"].update({"state.99.exp_avg": o["arrays"]["state.0.exp_avg"]}),
+        lambda o: o.update(arrays=[]),
+    ],
+)
+def test_forged_optimizer_arrays_are_refused(with_optimizer, edit):
     first, _ = with_optimizer
     meta = st.load_metadata(first)
-    meta["optimizer"] = meta["optimizer"].replace('"ckpt.optim', '"../b/ckpt.optim')
+    info = json.loads(meta["optimizer"])
+    edit(info)
+    meta["optimizer"] = json.dumps(info)
     meta["checksum"] = checkpoint._checksum(st.load_file(first), meta)  # a consistent forgery
     rewrite(first, metadata=lambda m: meta)
-    sidecar_path(first).unlink()
-    # the recorded name is taken as a bare file name beside the checkpoint, never as a path
-    with pytest.raises(ValueError, match="a/ckpt.optim.safetensors is missing"):
+    with pytest.raises(ValueError, match=f"{first}: .*optimizer"):
         load_checkpoint(first)
+    load_model(first)  # the weights need no optimizer state
 
 
 # -- random state --------------------------------------------------------------------------
@@ -399,3 +427,121 @@ def test_rng_state_round_trip(tmp_path):
         assert a.tobytes() == b.tobytes()
     with pytest.raises(ValueError, match="no saved state for generator 'data'"):
         restore_rng_state(ckpt.rng_state, {"data": other_loader})
+
+
+# -- crashes, concurrent readers, diverged models --------------------------------------------
+
+SAVE_FOREVER = """
+import itertools, sys
+import numpy as np
+from minicnn.io.checkpoint import save_checkpoint
+from minicnn.models import CNN
+from minicnn.optim import Adam
+
+model = CNN(generator=np.random.default_rng(0))
+optimizer = Adam(model.parameters())
+for epoch in itertools.count(1):
+    for param in model.parameters():
+        param.grad = np.full_like(param.data, epoch)
+    optimizer.step()
+    save_checkpoint(sys.argv[1], model, model_name="cnn", optimizer=optimizer, epoch=epoch)
+    if epoch == 1:
+        print("saved", flush=True)
+"""
+
+
+def kill_during_saves(tmp_path, trials: int) -> None:
+    """Kill -9 a process that saves in a loop, at a random instant, ``trials`` times: the path
+    must hold a whole checkpoint whose optimizer state matches its epoch, every time."""
+    path = tmp_path / "ckpt.safetensors"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    delays = np.random.default_rng(0).uniform(0.0, 0.2, trials)
+    for delay in delays:
+        saver = subprocess.Popen(
+            [sys.executable, "-c", SAVE_FOREVER, str(path)], env=env, stdout=subprocess.PIPE
+        )
+        try:
+            assert saver.stdout.readline() == b"saved\n"
+            time.sleep(delay)
+        finally:
+            saver.kill()
+            saver.wait(timeout=60)
+            saver.stdout.close()
+        loaded = load_checkpoint(path)
+        assert loaded.epoch >= 1 and loaded.optimizer_state["state"][0]["step"] == loaded.epoch
+    save_checkpoint(path, load_model(path), model_name="cnn")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]  # no .tmp left
+
+
+def test_kill_9_during_saves_leaves_a_whole_checkpoint(tmp_path):
+    kill_during_saves(tmp_path, trials=4)
+
+
+@pytest.mark.slow
+def test_kill_9_during_saves_leaves_a_whole_checkpoint_many_times(tmp_path):
+    kill_during_saves(tmp_path, trials=25)
+
+
+def test_reader_never_sees_a_half_written_save(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    model = make_model("cnn")
+    optimizer = Adam(model.parameters())
+    ones = [np.ones(p.shape, np.float32) for p in model.parameters()]
+    train_steps(model, optimizer, [ones])
+    save_checkpoint(path, model, model_name="cnn", optimizer=optimizer, epoch=1)
+    stop, failures = threading.Event(), []
+
+    def keep_saving() -> None:
+        try:
+            for epoch in itertools.count(2):
+                if stop.is_set():
+                    return
+                train_steps(model, optimizer, [ones])
+                save_checkpoint(path, model, model_name="cnn", optimizer=optimizer, epoch=epoch)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    writer = threading.Thread(target=keep_saving)
+    writer.start()
+    try:
+        for _ in range(150):
+            loaded = load_checkpoint(path)
+            assert loaded.optimizer_state["state"][0]["step"] == loaded.epoch
+    finally:
+        stop.set()
+        writer.join()
+    assert failures == []
+
+
+def test_non_finite_weights_or_optimizer_state_are_not_saved(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    model = make_model("cnn")
+    optimizer = Adam(model.parameters())
+    save_checkpoint(path, model, model_name="cnn", optimizer=optimizer)
+    good = path.read_bytes()
+    model.fc.weight.data[0, 0] = np.inf
+    with pytest.raises(ValueError, match="the model holds NaN or infinity in 'fc.weight'"):
+        save_checkpoint(path, model, model_name="cnn", optimizer=optimizer)
+    model.fc.weight.data[0, 0] = 0.0
+    train_steps(model, optimizer, [[np.ones(p.shape, np.float32) for p in model.parameters()]])
+    optimizer.state[model.fc.bias]["exp_avg_sq"][0] = np.nan
+    with pytest.raises(ValueError, match="optimizer's state holds NaN"):
+        save_checkpoint(path, model, model_name="cnn", optimizer=optimizer)
+    assert path.read_bytes() == good
+
+
+def test_saving_through_a_symlink_replaces_its_target(tmp_path):
+    target, link = tmp_path / "real.safetensors", tmp_path / "link.safetensors"
+    save_checkpoint(target, make_model("cnn"), model_name="cnn", epoch=1)
+    link.symlink_to(target.name)
+    save_checkpoint(link, make_model("cnn"), model_name="cnn", epoch=2)
+    assert link.is_symlink() and load_checkpoint(target).epoch == 2
+
+
+def test_torch_loads_a_checkpoint_with_adam_state_strict(tmp_path):
+    model = make_model("deep")
+    optimizer = Adam(model.parameters())
+    train_steps(model, optimizer, [[np.ones(p.shape, np.float32) for p in model.parameters()]])
+    path = tmp_path / "ckpt.safetensors"
+    save_checkpoint(path, model, model_name="deep", optimizer=optimizer)
+    reference.DeepCNN().load_state_dict(safetensors.torch.load_file(path), strict=True)

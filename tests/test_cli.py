@@ -12,12 +12,13 @@ import shutil
 import subprocess
 import sys
 import time
+import unittest.mock
 
 import numpy as np
 import pytest
 
 from minicnn.cli import COMMANDS, main
-from minicnn.data import load_mnist
+from minicnn.data import load_mnist, mnist_file
 from minicnn.io.checkpoint import load_checkpoint, load_model
 from minicnn.optim import Adam
 from minicnn.train import TrainConfig, accuracy
@@ -282,3 +283,19 @@ def test_a_slow_first_step_says_the_kernels_are_compiling(capsys):
         pass  # a warm step: nothing said
     time.sleep(0.6)
     assert capsys.readouterr().err == ""
+
+
+def test_download_checks_the_files_it_finds(mnist_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(mnist_dir, data)
+    victim = mnist_file(data, "t10k-labels-idx1-ubyte")
+    victim.write_bytes(victim.read_bytes()[:-50])
+
+    def offline(request, timeout):
+        raise OSError("offline")
+
+    # no mirror answers here, so the damaged file must be reported, not called MNIST
+    with unittest.mock.patch("minicnn.data.download._urlopen", offline):
+        code, out, err = run(["download", "--data-dir", str(data)])
+    assert code != 0 and "MNIST is in" not in out
+    assert "t10k-labels-idx1-ubyte.gz" in err and "Traceback" not in err

@@ -11,6 +11,7 @@ import hashlib
 import math
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from minicnn.data import (
     split_files,
     to_float,
 )
+from tests.helpers import run_measuring_memory
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (5, 28, 28), dtype=np.uint8)  # (5, 28, 28)
@@ -336,3 +338,61 @@ def test_normalisation_and_bad_arguments():
     with pytest.raises(ValueError, match="both mean and std"):
         to_float(IMAGES, mean=0.5)
     assert math.isclose(float(to_float(np.full((1, 1, 1), 255, np.uint8))[0, 0, 0, 0]), 1.0)
+
+
+# -- hostile files: memory is what the header declares -------------------------------------
+
+
+def gzip_bomb(path: Path, header: bytes, zero_mb: int) -> Path:
+    """A gzip file of ``header`` then ``zero_mb`` MB of zeros (about 1000 to 1 compressed)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(path, "wb") as file:
+        file.write(compressor.compress(header))
+        block = bytes(1 << 20)
+        for _ in range(zero_mb):
+            file.write(compressor.compress(block))
+        file.write(compressor.flush())
+    return path
+
+
+READ_IMAGES = """
+import sys
+from minicnn.data import read_idx
+try:
+    read_idx(sys.argv[1], "images")
+except ValueError as error:
+    print(error)
+"""
+
+
+def test_gzip_bomb_stops_where_the_header_says(tmp_path):
+    header = struct.pack(">IIII", 0x803, 100, 28, 28)
+    bomb = gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", header, 400)
+    assert bomb.stat().st_size < 1 << 20  # 400 MB of zeros in under 1 MB
+    out, peak_mb = run_measuring_memory(READ_IMAGES, str(bomb))
+    assert f"{bomb}: header promises 100 x 28 x 28 uint8 = 78400 payload bytes" in out
+    assert "(trailing bytes)" in out
+    assert peak_mb < 300, f"{peak_mb:.0f} MB for a {bomb.stat().st_size} byte file"
+
+
+def test_header_declaring_more_than_the_file_can_hold_is_refused_before_reading(tmp_path):
+    path = write(
+        tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 0x803, 60000, 4096, 4096)
+    )
+    with pytest.raises(ValueError, match="payload bytes, but the file cannot hold them"):
+        read_idx(path, "images")
+    plain = write(tmp_path / "plain", struct.pack(">IIII", 0x803, 60000, 4096, 4096))
+    with pytest.raises(ValueError, match="but the file cannot hold them"):
+        read_idx(plain)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (struct.pack(">I", 0x0D40) + bytes(4 * 64), "0x00000d40"),  # 64 dims: NumPy allows 32
+        (struct.pack(">IIII", 0x0D03, 0, 2**32 - 1, 2**32 - 1), "more than an array can hold"),
+    ],
+)
+def test_absurd_idx_shapes_are_value_errors_naming_the_file(data, message):
+    with pytest.raises(ValueError, match=f"x.idx: .*{message}"):
+        decode_idx(data, "x.idx")

@@ -11,6 +11,7 @@ import shutil
 import threading
 import urllib.error
 import urllib.request
+import zlib
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -153,3 +154,18 @@ def test_ensure_mnist(http_mirror, mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "from_env"))
     assert ensure_mnist(mirrors=[http_mirror]) == tmp_path / "from_env"
     assert len(load_mnist(train=False)[1]) == 10000
+
+
+def test_a_mirror_serving_a_gzip_bomb_is_skipped(good_mirror, tmp_path):
+    bad = tmp_path / "bad_mirror"
+    shutil.copytree(good_mirror, bad)
+    labels = gzip.decompress((good_mirror / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    # the real labels, then 200 MB of zeros: decompression must stop one byte past MNIST's size
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    blob = compressor.compress(labels) + b"".join(
+        compressor.compress(bytes(1 << 20)) for _ in range(200)
+    )
+    (bad / "t10k-labels-idx1-ubyte.gz").write_bytes(blob + compressor.flush())
+    dest = tmp_path / "dest"
+    download_mnist(dest, [bad.as_uri() + "/", good_mirror.as_uri() + "/"])
+    assert gzip.decompress((dest / "t10k-labels-idx1-ubyte.gz").read_bytes()) == labels

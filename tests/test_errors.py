@@ -3,7 +3,11 @@ and what came; never an IndexError, a Numba error or a silently wrong answer."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,3 +345,20 @@ def test_degenerate_shapes_work_like_torch(backend, case):
         mask = np.array(True)
         assert F.dropout(np.array(2.0), 0.5, mask=mask).shape == ()
         assert F.dropout_backward(np.array(2.0), mask, 0.5).shape == ()
+
+
+def test_numba_num_threads_zero_is_one_clear_line():
+    env = {**os.environ, "NUMBA_NUM_THREADS": "0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", "import minicnn"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: minicnn: NUMBA_NUM_THREADS='0': expected a whole number >= 1; unset it or "
+        "set it to the number of threads to use"
+    )
+    assert "numba" not in done.stderr  # stopped before Numba's own import

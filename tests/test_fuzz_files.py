@@ -1,5 +1,5 @@
-"""Damaged files: random byte flips and truncations of a valid checkpoint (and of its optimizer
-sidecar) and of valid MNIST IDX files, gzipped or plain.
+"""Damaged files: random byte flips and truncations of a valid checkpoint and of valid MNIST
+IDX files, gzipped or plain.
 
 A damaged checkpoint must give a ValueError naming the file, or, when the damage leaves the
 file valid (a flip in the header's whitespace padding), the very same contents. A damaged
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn.data import load_mnist_files
-from minicnn.io.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+from minicnn.io.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.models import CNN
 from minicnn.optim import Adam
 
@@ -38,8 +38,8 @@ def damage(draw, data: bytes, header: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """(path, main file's bytes, sidecar's bytes, what loading it gives): a CNN after one Adam
-    step, the run's metadata included."""
+    """(path, the file's bytes, what loading it gives): a CNN after one Adam step, the run's
+    metadata included."""
     path = tmp_path_factory.mktemp("checkpoint") / "ckpt.safetensors"
     model = CNN(generator=np.random.default_rng(0))
     optimizer = Adam(model.parameters())
@@ -56,7 +56,7 @@ def checkpoint(tmp_path_factory):
         config={"lr": 0.001},
         metrics=[{"epoch": 1, "cost": 0.5}],
     )
-    return path, path.read_bytes(), sidecar_path(path).read_bytes(), load_checkpoint(path)
+    return path, path.read_bytes(), load_checkpoint(path)
 
 
 def assert_same_checkpoint(actual, expected) -> None:
@@ -76,12 +76,11 @@ def assert_same_checkpoint(actual, expected) -> None:
     np.testing.assert_equal(actual.optimizer_state, expected.optimizer_state)
 
 
-@given(data=st.data(), sidecar=st.booleans())
-def test_damaged_checkpoint_is_a_value_error_or_unchanged(checkpoint, data, sidecar):
-    path, main, side, expected = checkpoint
-    target, good = (sidecar_path(path), side) if sidecar else (path, main)
+@given(data=st.data())
+def test_damaged_checkpoint_is_a_value_error_or_unchanged(checkpoint, data):
+    path, good, expected = checkpoint
     header = 8 + int.from_bytes(good[:8], "little")
-    target.write_bytes(data.draw(damage(good, header)))
+    path.write_bytes(data.draw(damage(good, header)))
     try:
         loaded = load_checkpoint(path)
     except ValueError as error:
@@ -89,7 +88,7 @@ def test_damaged_checkpoint_is_a_value_error_or_unchanged(checkpoint, data, side
     else:
         assert_same_checkpoint(loaded, expected)
     finally:
-        target.write_bytes(good)
+        path.write_bytes(good)
 
 
 RNG = np.random.default_rng(0)

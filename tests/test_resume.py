@@ -4,18 +4,24 @@ leaves the last good checkpoint as it was."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import io
 import json
 import shlex
+import shutil
 import signal
 
 import numpy as np
 import pytest
 
 from minicnn.cli import main
-from minicnn.io.checkpoint import load_checkpoint, sidecar_path
+from minicnn.io import checkpoint as checkpoint_module
+from minicnn.io import safetensors as st
+from minicnn.io.checkpoint import load_checkpoint
 from minicnn.train import MinicnnEngine, TrainConfig, TrainingDiverged, TrainingInterrupted, train
+from minicnn.train.config import train_command
 
 # small runs: 6 batches of 50 per epoch (4 for DeepCNN, the slow one), 100 test images
 LIMITS = {"cnn": 300, "deep": 200}
@@ -184,7 +190,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path, 
     def poison(info) -> None:
         if (info.epoch, info.batch) == (2, 2):
             good["main"] = open(cfg.save, "rb").read()
-            good["sidecar"] = sidecar_path(cfg.save).read_bytes()
             last = info.engine.model.fc if model == "cnn" else info.engine.model.fc2
             weight = last.weight
             if engine == "torch":
@@ -197,7 +202,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path, 
         quiet(train, cfg, on_batch=poison)
     assert "last good checkpoint" in str(diverged.value) and "end of epoch 1" in str(diverged.value)
     assert open(cfg.save, "rb").read() == good["main"]
-    assert sidecar_path(cfg.save).read_bytes() == good["sidecar"]
     assert load_checkpoint(cfg.save).epoch == 1
 
 
@@ -206,3 +210,115 @@ def test_resume_with_other_options_is_refused(straight, mnist_dir, tmp_path):
     other = config(mnist_dir, tmp_path, "other", "minicnn", "cnn", lr=0.01, resume=whole.save)
     with pytest.raises(ValueError, match="--lr 0.001, this run asks for 0.01"):
         quiet(train, other)
+
+
+@pytest.mark.parametrize("engine", ["minicnn", "torch"])
+def test_weights_overflowed_by_an_epochs_last_step_are_not_saved(mnist_dir, tmp_path, engine):
+    # the loss is computed before the step, so only a check of the weights sees this step's
+    # damage before the epoch's checkpoint is written
+    if engine == "torch":
+        torch = pytest.importorskip("torch")
+    cfg = config(mnist_dir, tmp_path, "inf", engine, "cnn", epochs=3)
+    good = {}
+
+    def overflow(info) -> None:
+        if (info.epoch, info.batch) == (2, 6):
+            good["main"] = open(cfg.save, "rb").read()
+            if engine == "torch":
+                with torch.no_grad():
+                    info.engine.model.fc.bias.fill_(float("inf"))
+            else:
+                info.engine.model.fc.bias.data[...] = np.inf
+
+    with pytest.raises(
+        TrainingDiverged, match=r"weights hold NaN or infinity after epoch 2, batch 6"
+    ):
+        quiet(train, cfg, on_batch=overflow)
+    assert open(cfg.save, "rb").read() == good["main"]
+    assert load_checkpoint(cfg.save).epoch == 1
+
+
+def test_an_lr_that_overflows_the_dtype_is_refused(mnist_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"--lr 1e\+39: expected at most 3.40282e\+38 \(float32\)"):
+        config(mnist_dir, tmp_path, "lr", "minicnn", "cnn", lr=1e39)
+    config(mnist_dir, tmp_path, "lr", "minicnn", "cnn", lr=1e39, dtype="float64")
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused(mnist_dir, tmp_path):
+    cfg = config(mnist_dir, tmp_path, "both", "minicnn", "cnn", epochs=1)
+    second = {}
+
+    def start_another(info) -> None:
+        if info.batch == 1:
+            with pytest.raises(ValueError, match="another training run is writing") as refused:
+                quiet(train, cfg)
+            second["refused"] = refused
+
+    quiet(train, cfg, on_batch=start_another)
+    assert "refused" in second and load_checkpoint(cfg.save).epoch == 1
+    lines = (tmp_path / "both.metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # one epoch and the accuracy, written once
+
+
+def forge(path, **changes) -> None:
+    """Rewrite the checkpoint's metadata fields (JSON values) and recompute its checksum, as an
+    attacker who read minicnn's source would."""
+    meta = st.load_metadata(path)
+    for key, value in changes.items():
+        if key == "optimizer_edit":
+            info = json.loads(meta["optimizer"])
+            value(info)
+            meta["optimizer"] = json.dumps(info)
+        else:
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
+    meta["checksum"] = checkpoint_module._checksum(st.load_file(path), meta)
+    st.save_file(st.load_file(path), path, meta)
+
+
+FORGERIES = {
+    "metrics not objects": dict(metrics=[1, 2]),
+    "partial without batch": dict(metrics=[{"partial": True}]),
+    "partial batch a string": dict(metrics=[{"partial": True, "batch": "x", "cost_sum": 1}]),
+    "epoch 10**30": dict(epoch=10**30, step=10**30 * 6),
+    "more epochs than asked": dict(epoch=5, step=30),
+    "rng state not a state": dict(rng_state={"default": 1}),
+    "rng state with a bad key": dict(
+        rng_state={"default": {"bit_generator": "MT19937", "state": {"key": "x", "pos": 0}}}
+    ),
+    "rng state's state a number": dict(
+        rng_state={"default": {"bit_generator": "MT19937", "state": 5}}
+    ),
+    "model kwargs unknown": dict(model_kwargs={"nonsense": 1}),
+    "config nested deeply": dict(config="[" * 100_000 + "]" * 100_000),
+    "lr a string": dict(optimizer_edit=lambda o: o["param_groups"][0].update(lr="x")),
+    "step a list": dict(optimizer_edit=lambda o: o["scalar_state"]["0"].update(step=[1])),
+    "no param groups": dict(optimizer_edit=lambda o: o.update(param_groups=[])),
+    "params out of range": dict(optimizer_edit=lambda o: o["param_groups"][0].update(params=[99])),
+    "moment of the wrong shape": dict(
+        optimizer_edit=lambda o: o["arrays"]["state.0.exp_avg"].update(
+            shape=[1], base64=base64.b64encode(bytes(4)).decode()
+        )
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def one_epoch(mnist_dir, tmp_path_factory):
+    cfg = config(mnist_dir, tmp_path_factory.mktemp("forged"), "one", "minicnn", "cnn", epochs=1)
+    quiet(train, cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+def test_forged_checkpoint_is_a_one_line_error(one_epoch, tmp_path, forgery):
+    path = tmp_path / "forged.safetensors"
+    shutil.copyfile(one_epoch.save, path)
+    forge(path, **FORGERIES[forgery])
+    argv = shlex.split(
+        train_command(dataclasses.replace(one_epoch, epochs=2, save=None), resume=path)
+    )
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv[1:] + ["--metrics", str(tmp_path / "m.jsonl")])
+    assert code == 1, err.getvalue()
+    assert str(path) in err.getvalue() and "Traceback" not in err.getvalue()

@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from minicnn.io import safetensors as st
+from tests.helpers import run_measuring_memory
 
 
 def sample_tensors() -> dict[str, np.ndarray]:
@@ -264,3 +265,70 @@ def test_overwrite_replaces_and_keeps_mode(old_file):
     assert_bit_identical(st.load_file(path), {"new": np.arange(2, dtype=np.int32)})
     assert path.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+# -- hostile files: nothing is read before the header is checked ---------------------------
+
+
+def sparse_safetensors(path, header: dict, data_bytes: int):
+    """A safetensors file whose data section is ``data_bytes`` of holes (no disk, no reading)."""
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as file:
+        file.write(len(raw).to_bytes(8, "little") + raw)
+        file.truncate(8 + len(raw) + data_bytes)
+    return path
+
+
+LOAD = """
+import sys
+from minicnn.io.checkpoint import load_model
+from minicnn.io.safetensors import load_file
+for load in (load_file, load_model):
+    try:
+        load(sys.argv[1])
+    except ValueError as error:
+        print(error)
+"""
+
+
+@pytest.mark.parametrize(
+    ("header", "data_bytes", "message"),
+    [
+        ({}, 1 << 30, "the tensors cover 0 bytes of data but the file holds 1073741824"),
+        (
+            {"w": {"dtype": "F32", "shape": [7_500_000_000], "data_offsets": [0, 30_000_000_000]}},
+            30_000_000_000,
+            "the header declares 30000000000 bytes of tensors, more than this reader loads",
+        ),
+    ],
+)
+def test_huge_sparse_files_are_refused_before_reading(tmp_path, header, data_bytes, message):
+    path = sparse_safetensors(tmp_path / "huge.safetensors", header, data_bytes)
+    out, peak_mb = run_measuring_memory(LOAD, str(path))
+    assert f"{path}: {message}" in out
+    assert out.count(f"{path}: ") == 2  # load_model's error names the file as well
+    assert peak_mb < 300, f"{peak_mb:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nests JSON too deeply"),
+        (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nests JSON too deeply"),
+        (b"{" + b'"k":[],' * 1_100_000 + b'"z":1}', "JSON objects or lists"),
+    ],
+)
+def test_hostile_headers_are_value_errors(tmp_path, raw, message):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+    for read in (st.load_file, st.load_metadata):
+        with pytest.raises(ValueError, match=message):
+            read(path)
+
+
+def test_absurd_shapes_are_value_errors(tmp_path):
+    for shape in ([1] * 40, [0, 2**40, 2**40]):
+        header = {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}
+        path = sparse_safetensors(tmp_path / "bad.safetensors", header, 0)
+        with pytest.raises(ValueError, match=f"{path}: tensor 'w': shape .* is absurd"):
+            st.load_file(path)

@@ -7,18 +7,16 @@ whole path runs offline in tests (a local ``http.server`` or ``file://`` URLs).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import http.client
 import os
 import tempfile
 import urllib.request
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from minicnn.data.idx import read_uncompressed
+from minicnn.data.idx import decompress, read_uncompressed
 from minicnn.data.mnist import HOW_TO_POINT, MNIST_FILES, find_mnist, resolve_data_dir
 
 # torchvision's mirrors, in its order
@@ -34,6 +32,14 @@ MNIST_SHA256 = {
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+# the uncompressed sizes: decompression stops one byte past them, so a gzip bomb costs no more
+MNIST_BYTES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
 }
 
 # the largest file is ~10 MB compressed; a mirror sending far more is not sending MNIST
@@ -116,9 +122,9 @@ def _has_valid_copy(root: Path, name: str, digest: str) -> bool:
         if not path.is_file():
             continue
         try:
-            content = read_uncompressed(path)
+            content = read_uncompressed(path, limit=MNIST_BYTES[name])
         except (ValueError, OSError):
-            continue  # corrupt or unreadable: fetch a fresh copy
+            continue  # corrupt, oversized or unreadable: fetch a fresh copy
         if hashlib.sha256(content).hexdigest() == digest:
             return True
     return False
@@ -144,9 +150,9 @@ def _fetch_verified(
             failures.append(f"{url}: expected at most {_MAX_DOWNLOAD_BYTES} bytes, got more")
             continue
         try:
-            content = gzip.decompress(blob)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
-            failures.append(f"{url}: expected a gzip file, got a broken one ({err})")
+            content = decompress(blob, url, MNIST_BYTES[name])
+        except ValueError as err:
+            failures.append(f"{url}: expected a gzip file, got a broken one or a bomb ({err})")
             continue
         got = hashlib.sha256(content).hexdigest()
         if got != digest:

@@ -47,6 +47,12 @@ _NAMES = {(dtype.kind, dtype.itemsize): name for name, dtype in DTYPES.items()}
 
 # the official reader's limit: a longer header is a corrupt or hostile file, not a model
 MAX_HEADER_BYTES = 100_000_000
+# a bound on the JSON containers in a header, far above any model's (three per tensor)
+MAX_HEADER_CONTAINERS = 1_000_000
+# the most tensor data ``load_file`` reads into memory; minicnn's models hold a few MB
+MAX_DATA_BYTES = 4 << 30
+# NumPy's limit on an array's dimensions (32 before NumPy 2)
+MAX_DIMS = 32
 METADATA_KEY = "__metadata__"
 _ENTRY_FIELDS = {"dtype", "shape", "data_offsets"}
 
@@ -96,23 +102,30 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     The data is fsynced before the rename and the directory after it, so after a crash ``path``
-    holds either the old file or the whole new one, never a mix.
+    holds either the old file or the whole new one, never a mix. When ``path`` is a symbolic
+    link, the file it points to is replaced and the link stays. Temporary files that a killed
+    writer left beside ``path`` are removed after a successful write.
     """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
+            _lock(file.fileno())  # while it is held, no other writer takes this file for stale
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have
-        os.chmod(temp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temp_name, path)
+            # mkstemp makes the file private (0600); give it the mode a plain open() would have
+            os.chmod(temp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
     _fsync_directory(directory)
+    _remove_stale_temporaries(path)
 
 
 def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -121,29 +134,77 @@ def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Raises ``ValueError`` naming the file if anything about it is malformed, and
     ``FileNotFoundError`` if there is no file.
     """
-    path = Path(path)
-    with open(path, "rb") as file:
-        header, data_start, size = _read_header(file, path)
-        data = bytearray(size - data_start)
-        if file.readinto(data) != len(data):
-            raise ValueError(f"{path}: file changed size while being read")
-    entries = _checked_entries(header, len(data), path)
-    tensors = {}
-    for name, (dtype, shape, begin) in entries.items():
-        array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=begin)
-        if not array.flags.aligned or not dtype.isnative:
-            array = array.astype(dtype.newbyteorder("="))  # a copy, aligned and native-endian
-        tensors[name] = array.reshape(shape)
-    return tensors
+    with SafetensorsFile(path) as file:
+        return file.tensors()
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The file's ``__metadata__`` (``{}`` when it has none); the whole header is validated."""
-    path = Path(path)
-    with open(path, "rb") as file:
-        header, data_start, size = _read_header(file, path)
-    _checked_entries(header, size - data_start, path)
-    return dict(header.get(METADATA_KEY, {}))
+    with SafetensorsFile(path) as file:
+        return file.metadata
+
+
+class SafetensorsFile:
+    """An open safetensors file whose header has been read and validated; ``tensors()`` then
+    reads the data through the same open file.
+
+    Opening once and reading everything through that one descriptor means a writer that renames
+    a new file over ``path`` meanwhile cannot mix two versions: the reader keeps the old one.
+    Nothing the size of the data is allocated before the header is checked, so a caller can
+    also check ``entries`` (say, against a model) before paying for the data.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = open(self.path, "rb")
+        try:
+            header, self._data_start, size = _read_header(self._file, self.path)
+            self._entries = _checked_entries(header, size - self._data_start, self.path)
+        except BaseException:
+            self._file.close()
+            raise
+        self.metadata: dict[str, str] = dict(header.get(METADATA_KEY, {}))
+        self.data_bytes = size - self._data_start
+
+    @property
+    def entries(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """``{name: (dtype, shape)}`` as the header declares them, in the header's order."""
+        return {name: (dtype, shape) for name, (dtype, shape, _) in self._entries.items()}
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Read the data section (once) and return every tensor, as ``load_file`` does."""
+        path = self.path
+        if self.data_bytes > MAX_DATA_BYTES:
+            raise ValueError(
+                f"{path}: the header declares {self.data_bytes} bytes of tensors, more than "
+                f"this reader loads into memory ({MAX_DATA_BYTES}); the file is corrupt or not "
+                "a minicnn model"
+            )
+        try:
+            data = bytearray(self.data_bytes)
+        except MemoryError:
+            raise ValueError(
+                f"{path}: no memory for the {self.data_bytes} bytes of tensors its header declares"
+            ) from None
+        self._file.seek(self._data_start)
+        if self._file.readinto(data) != len(data):
+            raise ValueError(f"{path}: file changed size while being read")
+        tensors = {}
+        for name, (dtype, shape, begin) in self._entries.items():
+            array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=begin)
+            if not array.flags.aligned or not dtype.isnative:
+                array = array.astype(dtype.newbyteorder("="))  # a copy, aligned and native-endian
+            tensors[name] = array.reshape(shape)
+        return tensors
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -166,12 +227,25 @@ def _read_header(file, path: Path) -> tuple[dict, int, int]:
             "the file is truncated or corrupt"
         )
     raw = file.read(length)
+    if len(raw) != length:
+        raise ValueError(f"{path}: file changed size while being read")
+    # each JSON object or list costs Python far more than its bytes; a header of millions of
+    # them is an attack on memory, refused before parsing (a count of every bracket, strings
+    # included, bounds the number of containers from above)
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_HEADER_CONTAINERS:
+        raise ValueError(
+            f"{path}: header holds {containers} JSON objects or lists (limit "
+            f"{MAX_HEADER_CONTAINERS}); the file is corrupt or hostile"
+        )
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: header is not valid UTF-8 ({error})") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: header is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: header nests JSON too deeply to be safetensors") from None
     except _DuplicateKey as error:
         raise ValueError(f"{path}: header names {error} twice") from None
     if not isinstance(header, dict):
@@ -207,7 +281,7 @@ def _checked_entries(header: dict, data_size: int, path: Path) -> dict:
         if not isinstance(entry, dict) or set(entry) != _ENTRY_FIELDS:
             raise ValueError(
                 f"{path}: tensor {name!r}: expected an object with exactly the fields "
-                f"{sorted(_ENTRY_FIELDS)}, got {entry!r}"
+                f"{sorted(_ENTRY_FIELDS)}, got {_describe(entry)}"
             )
         dtype = DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
         if dtype is None:
@@ -220,6 +294,11 @@ def _checked_entries(header: dict, data_size: int, path: Path) -> dict:
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
             raise ValueError(
                 f"{path}: tensor {name!r}: data_offsets {offsets!r} is not [begin, end]"
+            )
+        if len(shape) > MAX_DIMS or math.prod(max(n, 1) for n in shape) > 2**62:
+            raise ValueError(
+                f"{path}: tensor {name!r}: shape {shape} is absurd (more than {MAX_DIMS} "
+                "dimensions, or more elements than an array can hold)"
             )
         begin, end = offsets
         expected = math.prod(shape) * dtype.itemsize
@@ -247,6 +326,13 @@ def _checked_entries(header: dict, data_size: int, path: Path) -> dict:
             f"{path}: the tensors cover {position} bytes of data but the file holds {data_size}"
         )
     return {name: (dtype, shape, begin) for name, (dtype, shape, begin, _) in entries.items()}
+
+
+def _describe(value: object) -> str:
+    # never repr() a crafted value: it may be huge or nested past the recursion limit
+    if isinstance(value, dict):
+        return f"an object with fields {sorted(value)[:8]}"
+    return f"a JSON {type(value).__name__}"
 
 
 def _is_count(value: object) -> bool:
@@ -289,6 +375,40 @@ def _little_endian_bytes(array: np.ndarray) -> np.ndarray:
     """The array's bytes (as uint8) in C order, little-endian; no copy when it already is."""
     little = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
     return np.ascontiguousarray(array, dtype=little).reshape(-1).view(np.uint8)
+
+
+def _lock(fd: int, wait: bool = True) -> bool:
+    """Take an exclusive ``flock`` on ``fd``; False when ``wait`` is off and another process
+    holds it. The kernel drops the lock when its holder dies, even by ``kill -9``."""
+    if os.name != "posix":
+        return True
+    import fcntl  # POSIX only
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of writers to ``path`` that died before renaming them: those
+    whose lock nobody holds."""
+    if os.name != "posix":
+        return
+    prefix = f".{path.name}."
+    for temp in path.parent.iterdir():
+        if not (temp.name.startswith(prefix) and temp.name.endswith(".tmp")):
+            continue
+        try:
+            fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if _lock(fd, wait=False):
+                temp.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,18 @@ class TrainConfig:
                 raise ValueError(f"--{option_flag(name)} {value!r}: expected an integer >= {low}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr {self.lr!r}: expected a positive number")
+        largest = _LARGEST[self.dtype]
+        if self.lr > largest:
+            # the optimizer would compute in inf from its first step
+            raise ValueError(f"--lr {self.lr!r}: expected at most {largest:g} ({self.dtype})")
         if self.engine == "minicnn" and self.device == "cuda":
             raise ValueError(
                 "--device cuda: the minicnn engine runs on the CPU only (use "
                 "--device cpu, or --engine torch for CUDA)"
             )
+
+
+_LARGEST = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
 
 
 def metrics_path(config: TrainConfig) -> Path:

@@ -20,7 +20,9 @@ Checkpoints and resuming (``--save PATH``, ``--resume PATH``):
   1 epoch give bit-identical weights, optimizer state and costs. The options that decide the
   trajectory (``TRAJECTORY_FIELDS``) must match the checkpoint's; ``--epochs`` counts the total.
 * A NaN or infinite loss raises ``TrainingDiverged`` before anything is saved, so the last
-  good checkpoint stays as it was.
+  good checkpoint stays as it was. The loss is computed before the optimizer's step, so the
+  weights themselves are checked after the last step before each save (and before the final
+  evaluation): a step that overflows them diverges the run as well.
 
 Metrics go to ``--metrics`` as JSON lines, one object per epoch (``epoch``, ``cost``,
 ``seconds``, ``images_per_s``) and a last one with ``accuracy``; by default to
@@ -32,13 +34,15 @@ and the run ends by printing every file it wrote (``minicnn.train.outputs``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +56,17 @@ from minicnn.train.config import (
     EPOCH_LINE,
     TRAJECTORY_FIELDS,
     TrainConfig,
+    metrics_path,
     option_flag,
     train_command,
 )
 from minicnn.train.console import StopOnSigint, progress_bar, save_plot
 from minicnn.train.minicnn_engine import MinicnnEngine
-from minicnn.train.outputs import check_outputs, checkpoint_files, metrics_log, report
+from minicnn.train.outputs import check_outputs, metrics_log, report
 from minicnn.train.protocol import Engine, Split
+
+# what every epoch's metrics record holds (besides its number)
+_RECORD_FIELDS = ("cost", "seconds", "images_per_s")
 
 
 @dataclasses.dataclass
@@ -105,14 +113,20 @@ def train(
     """Train and evaluate as ``config`` says, printing the deck's lines; returns a TrainResult.
 
     ``on_batch(info)`` runs after every optimizer step (tests use it to send SIGINT mid-epoch
-    or to poison the weights).
+    or to poison the weights). Options that could only fail later (a missing package, a
+    ``--save`` that names a directory) fail now; a second run writing the same metrics log
+    (by default, the one beside the same ``--save``) is refused while this one runs.
     """
-    # missing optional packages fail now, not after an hour of training
-    if config.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
-    if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
-        raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    _check_options(config)
     check_outputs(config)  # an earlier run's files are not replaced without a word
+    log = metrics_log(config)
+    with _sole_writer(log):
+        return _train(config, log, on_batch)
+
+
+def _train(
+    config: TrainConfig, log: Path, on_batch: Callable[[BatchInfo], None] | None
+) -> TrainResult:
     if config.threads is not None:
         set_num_threads(config.threads)
 
@@ -137,12 +151,10 @@ def train(
     start_epoch, start_batch, cost_sum, seconds_before, step = 0, 0, real(0), 0.0, 0
     if config.resume:
         checkpoint = load_checkpoint(config.resume)
-        _check_resumable(checkpoint, config, n_batches)
-        engine.restore(checkpoint)
-        records = [m for m in checkpoint.metrics if not m.get("partial")]
+        records, partial = _check_resumable(checkpoint, config, n_batches)
+        _restore(engine, checkpoint)
         start_epoch, step = checkpoint.epoch, checkpoint.step
-        if checkpoint.metrics and checkpoint.metrics[-1].get("partial"):
-            partial = checkpoint.metrics[-1]
+        if partial is not None:
             start_batch, cost_sum = partial["batch"], real(partial["cost_sum"])
             seconds_before = partial["seconds"]
         print(f"Resuming {config.resume}: epoch {start_epoch + 1}, batch {start_batch + 1}")
@@ -153,8 +165,6 @@ def train(
             + "; evaluating the weights as they are",
             flush=True,
         )
-    log = metrics_log(config)
-    log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
     save = Path(config.save) if config.save else None
     saved_epoch = None  # the epoch the last good checkpoint this run wrote ends
@@ -173,14 +183,21 @@ def train(
                 cost = engine.step(batch)
                 if not math.isfinite(cost):
                     bar.close()
-                    raise TrainingDiverged(
-                        _diverged(cost, epoch, batch, save, saved_epoch, config.resume)
-                    )
+                    where = f"the loss is {cost} at epoch {epoch + 1}, batch {batch + 1}"
+                    raise TrainingDiverged(_diverged(where, save, saved_epoch, config.resume))
                 cost_sum += real(cost) / real(n_batches)  # avg_cost += cost / total_batch
                 step += 1
                 bar.update(cost)
                 if on_batch is not None:
                     on_batch(BatchInfo(epoch + 1, batch + 1, step, cost, engine))
+                # the step after this one would see a NaN loss; before a save there is none
+                if (batch + 1 == n_batches or stop.requested) and not engine.finite():
+                    bar.close()
+                    where = (
+                        f"the weights hold NaN or infinity after epoch {epoch + 1}, "
+                        f"batch {batch + 1}"
+                    )
+                    raise TrainingDiverged(_diverged(where, save, saved_epoch, config.resume))
                 if stop.requested and batch + 1 < n_batches:
                     bar.close()
                     seconds = seconds_before + time.perf_counter() - started
@@ -236,8 +253,8 @@ def train(
         file.write(json.dumps(final) + "\n")
     if config.plot:
         save_plot(config.plot, records, accuracy, deck_accuracy)
-    saved_files = checkpoint_files(save) if saved_epoch else []  # this run's last save
-    report([*saved_files, log, *([Path(config.plot)] if config.plot else [])])
+    saved = [save] if saved_epoch else []  # the checkpoint, when this run wrote one
+    report([*saved, log, *([Path(config.plot)] if config.plot else [])])
     return TrainResult(
         costs=[r["cost"] for r in records],
         seconds=[r["seconds"] for r in records],
@@ -252,6 +269,55 @@ def train(
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _check_options(config: TrainConfig) -> None:
+    """ValueError now for what would otherwise fail after the first epoch."""
+    # missing optional packages fail now, not after an hour of training
+    if config.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
+    if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
+        raise ValueError("--progress bar needs tqdm: pip install tqdm")
+    log = metrics_path(config)
+    outputs = [("--metrics", log)]
+    if config.save:
+        save = Path(config.save)
+        outputs.append(("--save", save))
+        if log.resolve() == save.resolve():
+            raise ValueError(
+                f"--metrics {log}: the checkpoint --save writes; give the log another path"
+            )
+    for flag, path in outputs:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a directory; expected a file name in it")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{flag} {path}: cannot create its directory ({error})") from None
+        if not os.access(path.parent, os.W_OK):
+            raise ValueError(f"{flag} {path}: its directory {path.parent} is not writable")
+
+
+@contextlib.contextmanager
+def _sole_writer(log: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the metrics log while the run lasts, so that two runs never
+    interleave their lines (the kernel drops the lock when a run dies, even by ``kill -9``)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        if os.name == "posix":
+            import fcntl  # POSIX only
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(
+                    f"{log}: another training run is writing this metrics log (and the "
+                    "checkpoint beside it); wait for it, or give this run other --save and "
+                    "--metrics paths"
+                ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def build_engine(config: TrainConfig, train_set: Split, test_set: Split) -> Engine:
@@ -281,34 +347,76 @@ def _find_data(config: TrainConfig) -> Path:
     return ensure_mnist(config.data_dir, download=True)
 
 
-def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, n_batches: int) -> None:
-    """ValueError unless ``checkpoint`` continues the run ``config`` describes."""
+def _check_resumable(
+    checkpoint: Checkpoint, config: TrainConfig, n_batches: int
+) -> tuple[list[dict], dict | None]:
+    """The checkpoint's epoch records and its mid-epoch position (None at an epoch's end), after
+    checking that it continues the run ``config`` describes; ValueError otherwise."""
+    where = f"--resume {config.resume}"
     for name in TRAJECTORY_FIELDS:
         saved, asked = checkpoint.config.get(name), getattr(config, name)
         if saved != asked:
             raise ValueError(
-                f"--resume {config.resume}: it was trained with --{option_flag(name)} {saved}, "
+                f"{where}: it was trained with --{option_flag(name)} {saved}, "
                 f"this run asks for {asked}; resume with the options it was started with"
             )
-    partial = checkpoint.metrics[-1] if checkpoint.metrics else {}
-    batch = partial.get("batch", 0) if partial.get("partial") else 0
+    if checkpoint.epoch > config.epochs:
+        raise ValueError(
+            f"{where}: it has trained {checkpoint.epoch} epochs, more than --epochs "
+            f"{config.epochs} (which counts the total)"
+        )
+    metrics = checkpoint.metrics
+    partial = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
+    partial = partial if partial.get("partial") is True else None
+    records = list(metrics[:-1] if partial is not None else metrics)
+    numbers = (int, float)
+    for record in records:
+        if not (
+            isinstance(record, dict)
+            and all(isinstance(record.get(k), numbers) for k in _RECORD_FIELDS)
+        ):
+            raise ValueError(f"{where}: metrics entry {record!r} lacks numeric {_RECORD_FIELDS}")
+    if len(records) != checkpoint.epoch:
+        raise ValueError(
+            f"{where}: its metrics hold {len(records)} epochs, its metadata says {checkpoint.epoch}"
+        )
+    batch = 0
+    if partial is not None:
+        batch = partial.get("batch")
+        if not (
+            isinstance(batch, int)
+            and 0 < batch < n_batches
+            and isinstance(partial.get("cost_sum"), numbers)
+            and math.isfinite(partial["cost_sum"])
+            and isinstance(partial.get("seconds"), numbers)
+        ):
+            raise ValueError(
+                f"{where}: its mid-epoch entry {partial!r} needs a batch from 1 to "
+                f"{n_batches - 1}, a finite cost_sum and seconds"
+            )
     if checkpoint.step != checkpoint.epoch * n_batches + batch:
         raise ValueError(
-            f"--resume {config.resume}: step {checkpoint.step} is not epoch {checkpoint.epoch} "
+            f"{where}: step {checkpoint.step} is not epoch {checkpoint.epoch} "
             f"x {n_batches} batches + {batch}; was the data changed?"
         )
+    return records, partial
 
 
-def _diverged(
-    cost: float,
-    epoch: int,
-    batch: int,
-    save: Path | None,
-    saved_epoch: int | None,
-    resume: str | None,
-) -> str:
+def _restore(engine: Engine, checkpoint: Checkpoint) -> None:
+    """``engine.restore(checkpoint)``, its complaints about the saved state naming the file."""
+    try:
+        engine.restore(checkpoint)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        if isinstance(error, ValueError) and str(checkpoint.path) in str(error):
+            raise
+        raise ValueError(
+            f"--resume {checkpoint.path}: its saved state does not fit this run "
+            f"({type(error).__name__}: {error})"
+        ) from None
+
+
+def _diverged(where: str, save: Path | None, saved_epoch: int | None, resume: str | None) -> str:
     """The message of ``TrainingDiverged``: where, and which checkpoint is the last good one."""
-    where = f"the loss is {cost} at epoch {epoch + 1}, batch {batch + 1}"
     if saved_epoch is not None:
         kept = f"the last good checkpoint, {save} (end of epoch {saved_epoch}), is kept"
     elif resume:

@@ -67,6 +67,9 @@ class MinicnnEngine:
         self.optimizer.step()
         return float(cost)
 
+    def finite(self) -> bool:
+        return all(np.isfinite(param.data).all() for param in self.model.parameters())
+
     def evaluate(self, raw: bool = False) -> float:
         return accuracy(self.model, self.test_images, self.test_labels, raw=raw)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from minicnn.io.checkpoint import sidecar_path
 from minicnn.train.config import TrainConfig, metrics_path
 
 
@@ -49,12 +48,6 @@ def metrics_log(config: TrainConfig) -> Path:
         return path
     numbered = (path.with_name(f"{path.stem}-{n}{path.suffix}") for n in itertools.count(2))
     return next(candidate for candidate in numbered if not candidate.exists())
-
-
-def checkpoint_files(path: str | Path) -> list[Path]:
-    """The files a checkpoint at ``path`` consists of: the model's file and, when the
-    checkpoint has one, its optimizer's."""
-    return [file for file in (Path(path), sidecar_path(path)) if file.is_file()]
 
 
 def report(files: list[Path]) -> None:

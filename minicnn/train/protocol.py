@@ -46,6 +46,9 @@ class Engine(Protocol):
     def step(self, batch: int) -> float:
         """One optimizer step on batch ``batch`` of the order; returns the batch's mean loss."""
 
+    def finite(self) -> bool:
+        """Whether every weight is finite; a step whose loss was finite can still overflow them."""
+
     def evaluate(self, raw: bool = False) -> float:
         """Test accuracy in eval mode without gradients; ``raw``: pixels 0-255, unscaled."""
 

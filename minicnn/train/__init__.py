@@ -4,7 +4,8 @@
 - ``loop``: ``train(config)``, the deck's script as one function, with checkpoints and resume;
 - ``protocol``: the engine interface the loop drives; ``minicnn_engine`` is minicnn's engine,
   ``reference.engine`` the PyTorch one (imported only for ``--engine torch``);
-- ``console``: the progress bar, Ctrl-C handling and the plot.
+- ``console``: the progress bar, Ctrl-C handling and the plot;
+- ``outputs``: what a run writes, checked before it starts and listed when it ends.
 
     from minicnn.train import TrainConfig, train
     result = train(TrainConfig(epochs=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -362,3 +363,36 @@ def test_numba_num_threads_zero_is_one_clear_line():
         "set it to the number of threads to use"
     )
     assert "numba" not in done.stderr  # stopped before Numba's own import
+
+
+def test_a_read_only_install_without_a_cache_directory_still_imports_and_runs(tmp_path):
+    # Numba refused cache=True at `import minicnn` when no directory could hold its cache
+    # (root writes through any mode bits, so a file named __pycache__ stands in for read-only)
+    copy = tmp_path / "install"
+    shutil.copytree(
+        Path(__file__).parents[1] / "minicnn",
+        copy / "minicnn",
+        ignore=shutil.ignore_patterns("__pycache__", "*.gz"),
+    )
+    for folder in [copy / "minicnn", *(copy / "minicnn").rglob("*")]:
+        if folder.is_dir():
+            (folder / "__pycache__").touch()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"},
+        "PYTHONPATH": str(copy),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": "/dev/null",
+        "XDG_CACHE_HOME": "/dev/null/cache",
+    }
+    code = "import numpy, minicnn; print(minicnn.functional.relu(numpy.array([-1.0, 2.0])))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=copy,  # (python -c puts the working directory first on the path)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0. 2.]"
+    assert "Traceback" not in done.stderr and "NUMBA_CACHE_DIR=DIR" in done.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
 from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twin ---------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def _plain_adam(
         param[k] = param[k] + neg_step_size * m / denom
 
 
-@njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, as in NumPy
+@njit(cache=CACHE, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, as in NumPy
 def adam_kernel(
     param,
     grad,

@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
 from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
 
 
-@njit(cache=True, inline="always")  # the twins' and the kernels' (compiled into them) alike
+@njit(cache=CACHE, inline="always")  # the twins' and the kernels' (compiled into them) alike
 def _avg_window(start: int, kernel: int, size: int, pad: int) -> tuple[int, int, int]:
     """(first, end, padded_extent) of one window along one axis, as torch clips it."""
     end = min(start + kernel, size + pad)  # the window may cover the padding, not beyond it
@@ -70,7 +71,7 @@ def avg_pool2d_backward_numpy(
     return grad_x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _avg_divisor(padded_area, real_area, count_include_pad, divisor_override):
     """A window's divisor; ``divisor_override`` 0 for none."""
     if divisor_override:
@@ -81,7 +82,7 @@ def _avg_divisor(padded_area, real_area, count_include_pad, divisor_override):
 # -- the fast path: the same loops compiled, the batch's images split across threads -------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override, out):
     """out[n, c, i, j] = sum of window (i, j) / its divisor (see the module docstring)."""
     N, C, H, W = x.shape
@@ -106,7 +107,7 @@ def avg_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_over
                 out[n, c, i, j] = total / divisor
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def avg_pool2d_backward_kernel(
     grad_out, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override, out
 ):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
 from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twins ----------------------------------------------------------------------------
@@ -37,7 +38,7 @@ def dropout_backward_numpy(grad_out, mask, scale):
 # -- the fast path: flat loops over contiguous arrays, cut into one slice per thread ---------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_kernel(x, out):
     """out[k] = x[k] if x[k] > 0 (or NaN) else 0, over flat arrays."""
     for k in range(x.size):
@@ -45,14 +46,14 @@ def relu_kernel(x, out):
         out[k] = value if value > 0 or value != value else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_backward_kernel(grad_out, x, out):
     """out[k] = 0 if x[k] <= 0 else grad_out[k] (NaN passes it), over flat arrays."""
     for k in range(x.size):
         out[k] = 0 if x[k] <= 0 else grad_out[k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def masked_scale_kernel(x, mask, scale, out):
     """out[k] = x[k] * mask[k] * scale, over flat arrays (mask is boolean)."""
     for k in range(x.size):

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from minicnn.kernels.geometry import PoolGeometry
+from minicnn.kernels.runtime.cache import CACHE
 from minicnn.kernels.runtime.parallel import parallel_for
 
 # -- the NumPy twins: a loop over output positions, vectorised over the (N, C) planes -------
@@ -76,7 +77,7 @@ def max_pool2d_backward_numpy(grad_out, indices, input_hw):
 # -- the fast path: the same loops compiled, the batch's images split across threads -------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _taps(start, kernel, dilation, size):
     """(first, count): the first in-range tap of a window starting at ``start`` and how many
     of its taps lie in [0, size) (a counted loop compiles far better than a strided range)."""
@@ -87,7 +88,7 @@ def _taps(start, kernel, dilation, size):
     return first, max(0, (end - first + dilation - 1) // dilation)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def max_pool2d_kernel(x, kH, kW, sH, sW, pH, pW, dH, dW, out, indices, relu=False):
     """out[n, c, i, j] = max of window (i, j); indices[n, c, i, j] = its flat position.
 
@@ -223,7 +224,7 @@ def max_pool_phases_2x2(a, b, c, d, origin, W, out, indices, relu):
             indices[m] = origin[m] + k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def max_pool2d_2x2_kernel(x, out, indices, relu=False):
     """``max_pool2d_kernel`` for kernel 2, stride 2, no padding, no dilation and every window
     inside the input (the deck's pools), row by row with ``max_pool_row_2x2``: the window's
@@ -246,7 +247,7 @@ def max_pool2d_2x2_kernel(x, out, indices, relu=False):
                 )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
     """``max_pool2d_kernel`` for 2x2 windows at stride 2 with padding pH, pW of 0 or 1, or
     windows that overhang the bottom or right edge (ceil_mode): each window clipped to the
@@ -284,7 +285,7 @@ def max_pool2d_2x2_clipped_kernel(x, pH, pW, out, indices, relu=False):
                     indices[n, c, i, j] = h * W + w
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def max_pool2d_backward_kernel(grad_out, indices, out):
     """out[n, c] (an (H, W) plane, zeroed here) += grad_out at the winners' positions."""
     N, C, H, W = out.shape

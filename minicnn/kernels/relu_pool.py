@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from minicnn.kernels.pool import clipped_2x2
+from minicnn.kernels.runtime.cache import CACHE
 
 # -- the rules, each written once: every layout's kernel below and in fastconv calls them ---
 
@@ -52,7 +53,7 @@ def in_clipped_2x2(index, r0, r1, c0, c1, W):
 # -- the kernels ------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool2d_backward_kernel(grad_out, indices, out_values, y, grad_y):
     """grad_y[n, c] (zeroed here) += grad_out[n, c, i, j] at the winner of window (i, j),
     where relu passed it (``relu_passes``): of the window's maximum, or, when ``y`` (the
@@ -126,7 +127,7 @@ def _unpool_clipped(grad, indices, values, pH, pW, H, W, plane):
     return stray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool2d_2x2_backward_kernel(grad_out, indices, out_values, pH, pW, grad_y):
     """``relu_max_pool2d_backward_kernel`` for the 2x2, stride-2 pools with padding pH, pW of
     0 or 1 (any ceil_mode): windows never overlap, so each plane is zeroed in one pass and

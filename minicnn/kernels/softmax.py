@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
+
 # -- the NumPy twins ----------------------------------------------------------------------------
 
 
@@ -71,7 +73,7 @@ def cross_entropy_backward_numpy(z, target, weight, ignore_index, smoothing, gra
 # -- the fast path: one pass per row ------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def log_softmax_kernel(z, out):
     """out[m] = log_softmax(z[m]) for each row of z (M, C)."""
     M, C = z.shape
@@ -87,7 +89,7 @@ def log_softmax_kernel(z, out):
             out[m, c] = (z[m, c] - top) - log_total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def softmax_kernel(z, out):
     """out[m] = softmax(z[m]) for each row of z (M, C)."""
     M, C = z.shape
@@ -103,7 +105,7 @@ def softmax_kernel(z, out):
             out[m, c] /= total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def cross_entropy_kernel(z, target, w, ignore_index, smoothing, loss, w_y):
     """loss[m] and w_y[m] for each row (see the module docstring); w (C,) holds the weights."""
     M, C = z.shape
@@ -130,7 +132,7 @@ def cross_entropy_kernel(z, target, w, ignore_index, smoothing, loss, w_y):
         w_y[m] = w[y]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def cross_entropy_backward_kernel(z, target, w, ignore_index, smoothing, grad_loss, out):
     """out[m] = grad_loss[m] * dloss[m]/dz[m] for each row (see the module docstring)."""
     M, C = z.shape

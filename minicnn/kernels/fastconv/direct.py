@@ -50,6 +50,7 @@ from numba import njit
 from minicnn.kernels.fastconv.im2col import pad_image, unpad_image
 from minicnn.kernels.pool import max_pool_phases_2x2, max_pool_row_2x2
 from minicnn.kernels.relu_pool import relu_passes, stray_plane_backward, unpool_2x2
+from minicnn.kernels.runtime.cache import CACHE
 
 # -- the shared loops: two output planes, their gradients, the input's gradient ---------------
 
@@ -329,7 +330,7 @@ def _input_grad(gext, E, Wp, k, d):
 # -- the kernels ------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def conv3x3_forward(x, weight, bias, top, left, xpad, planes, P, Y, out, indices):
     """out = conv2d(x, weight, bias) at stride 1 with (top, left) padding, two planes at a
     time (see the module docstring); or, when ``indices`` is not empty, out, indices =
@@ -436,7 +437,7 @@ def _pooled_plane(grad_out, indices, out, n, c, oH, oW, Wp, one, g):
     return True
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the sums vectorise
+@njit(cache=CACHE, nogil=True, fastmath={"reassoc"})  # the sums vectorise
 def conv3x3_backward(
     grad, indices, out, x, weight, top, left, xpad, P, G, gext, grad_w, grad_b, gpad, grad_x
 ):

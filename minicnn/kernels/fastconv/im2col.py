@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
+
 
 def conv_out_hw(in_hw, kernel, stride, padding, dilation) -> tuple[int, int]:
     """(oH, oW) = conv2d's output size: ``(H + top + bottom - dH*(kH - 1) - 1) // sH + 1``
@@ -22,7 +24,7 @@ def conv_out_hw(in_hw, kernel, stride, padding, dilation) -> tuple[int, int]:
     return oH, oW
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _valid(o_size, stride, offset, size):
     """The output positions j in [lo, hi) whose input position j*stride + offset is in
     [0, size): the taps outside read the zero padding."""
@@ -35,7 +37,7 @@ def _valid(o_size, stride, offset, size):
     return lo, hi
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
     """Unfold x's receptive fields into one matrix per group, the images side by side.
 
@@ -68,7 +70,7 @@ def im2col(x, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
                             row[base + j] = x[n, c, h, j * sW + w0]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
     """The adjoint of im2col: add every column entry back onto the pixel it came from.
 
@@ -94,7 +96,7 @@ def col2im(cols, kH, kW, sH, sW, pH, pW, dH, dW, oH, oW, out):
                             out[n, c, h, j * sW + w0] += row[base + j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def pad_image(x, n, top, left, xpad):
     """xpad (C, Hp, Wp) = image n of x (N, C, H, W) with ``top`` rows and ``left`` columns of
     zeros before it and zeros after: the plane the unit-stride kernels (and Winograd's
@@ -107,7 +109,7 @@ def pad_image(x, n, top, left, xpad):
                 xpad[c, h + top, w + left] = x[n, c, h, w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def unpad_image(gpad, top, left, out, n):
     """out[n] = gpad's (H, W) window at (top, left): ``pad_image``'s adjoint, which drops
     the padding's gradient."""
@@ -118,7 +120,7 @@ def unpad_image(gpad, top, left, out, n):
                 out[n, c, h, w] = gpad[c, h + top, w + left]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
     """im2col for stride 1 and dilation 1, the deck's case, through a zero-padded copy
     ``xpad`` (C, H + 2pH', W + 2pW') of each image: no bounds tests in the inner loop, which
@@ -139,7 +141,7 @@ def im2col_unit(x, kH, kW, pH, pW, oH, oW, xpad, out):
                             row[i * oW + j] = xpad[c, i + p, j + q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
     """col2im for stride 1 and dilation 1: accumulate into the zero-padded ``gpad``
     (C, Hp, Wp), then copy its interior out (see ``im2col_unit``)."""
@@ -162,7 +164,7 @@ def col2im_unit(cols, kH, kW, pH, pW, oH, oW, gpad, out):
 # -- the products' companions: from the columns' layout to NCHW and back ---------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def products_to_images(prod, bias, out):
     """out[n, g*Og + o, m] = prod[g, o, n*L + m] + bias[g*Og + o] (no bias when it is empty):
     the per-group products of a chunk, (G, Og, N*L), back in NCHW order, out (N, C_out, L)."""
@@ -180,7 +182,7 @@ def products_to_images(prod, bias, out):
                     dst[:] = src
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})  # the row products' sums vectorise
+@njit(cache=CACHE, nogil=True, fastmath={"reassoc"})  # the row products' sums vectorise
 def weight_grad_from_columns(grad, cols, out):
     """out[g, o, k] = sum_{n, m} grad[n, g*Og + o, m] * cols[g, k, n, m]: conv2d's weight
     gradient from a chunk's output gradient, (N, C_out, L), and its unfolded input, for the

@@ -27,6 +27,7 @@ from numba import njit
 from minicnn.kernels.fastconv import winograd_f2x2, winograd_f4x4
 from minicnn.kernels.pool import clipped_2x2, max_of_2x2, max_of_2x2_nan
 from minicnn.kernels.relu_pool import in_clipped_2x2, offset_in_2x2, winner_grad
+from minicnn.kernels.runtime.cache import CACHE
 
 
 @njit(inline="always")
@@ -41,7 +42,7 @@ def _channels_first(best, winner, out, indices, n):
                 indices[n, o, i, j] = winner[i * pW + j, o]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
     """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2, where conv is
     ``winograd_f2x2.output_transform``'s (oH, oW) output: window (i, j) is tile (i, j)'s block,
@@ -90,7 +91,7 @@ def relu_max_pool_tiles(M, bias, oH, oW, out, indices):
         _channels_first(best, winner, out, indices, n)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool_tiles_backward(grad_out, indices, out, oH, oW, D):
     """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of
     its relu'd 2x2 pool (``relu_max_pool_tiles``'s): each window's gradient at its winner, 0
@@ -133,7 +134,7 @@ def _window(i, j, pH, pW, oH, oW):
     return (*clipped_2x2(i, pH, oH), *clipped_2x2(j, pW, oW))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
     """out, indices = max_pool2d(relu(conv)), 2x2 windows at stride 2 with padding pH, pW of
     0 or 1 (any ceil_mode, no window wholly in the padding), where conv is
@@ -187,7 +188,7 @@ def relu_max_pool_blocks(M, bias, oH, oW, pH, pW, out, indices):
         _channels_first(best, winner, out, indices, n)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def relu_max_pool_blocks_backward(grad_out, indices, out, oH, oW, pH, pW, D):
     """``tiles.output_grad_blocks`` of the conv output's gradient, built from the gradient of
     its relu'd, clipped 2x2 pool (``relu_max_pool_blocks``'s): each window's

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from numba import njit
 
+from minicnn.kernels.runtime.cache import CACHE
+
 
 @njit(inline="always")
 def _columns(r, offset, W, m):
@@ -117,7 +119,7 @@ def _grad_blocks(grad, D, m):
                         pixel[o] = grad[n, o, h, w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def output_grad_blocks(grad, D):
     """D[m*i + j, n*T*C_out + (ti*tW + tj)*C_out + o] = grad[n, o, m*ti + i, m*tj + j]: the
     output gradient (N, C_out, oH, oW) in the tiles' m x m blocks, D (m*m, N*T*C_out), m = 2

@@ -33,6 +33,7 @@ from minicnn.kernels.fastconv.tiles import (
     place_blocks,
     unpad_channels_last,
 )
+from minicnn.kernels.runtime.cache import CACHE
 
 
 @njit(inline="always")
@@ -71,7 +72,7 @@ def _gt(u0, u1, u2, u3):
     return u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def filter_transform(weight, U):
     """U[4a + b, o, c] = (G @ weight[o, c] @ G.T)[a, b]; weight (C_out, C, 3, 3),
     U (16, C_out, C). Each butterfly runs across all filters at once, writing a few of U's
@@ -90,7 +91,7 @@ def filter_transform(weight, U):
             u[4 * a, f], u[4 * a + 1, f], u[4 * a + 2, f], u[4 * a + 3, f] = e
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_filter_transform(dU, grad_weight):
     """grad_weight[o, c] = G.T @ dU[:, o, c].reshape(4, 4) @ G, ``filter_transform``'s
     adjoint, the same way round; dU (16, C_out, C), grad_weight (C_out, C, 3, 3)."""
@@ -117,7 +118,7 @@ def grad_filter_transform(dU, grad_weight):
 # scalar: its overlap tests failed).
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def input_transform(x, top, left, xpad, V):
     """V[4a + b, n*T + ti*tW + tj, c] = (BT @ d @ BT.T)[a, b], d the 4x4 tile of image n's
     zero-padded channel c at (2ti, 2tj). x (N, C, H, W); xpad (2tH + 2, 2, tW + 1, C),
@@ -151,7 +152,7 @@ def input_transform(x, top, left, xpad, V):
                     v0[j], v1[j], v2[j], v3[j] = _bt(e0[j], o0[j], e1[j], o1[j])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_input_transform(dV, top, left, gpad, grad_x):
     """grad_x = the input gradient from the tiles' ``dV`` (16, N*T, C): each tile's
     BT.T @ dV @ BT added onto the 4x4 pixels it covers, ``input_transform``'s adjoint, step
@@ -240,7 +241,7 @@ def output_blocks(Mf, start, Y):
         y1[k], y3[k] = _at(a1, b1, c1, d1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def output_transform(M, bias, out):
     """out[n, o, 2ti + i, 2tj + j] = (AT @ M[:, n*T + ti*tW + tj].reshape(4, 4) @ AT.T)[i, j]
     + bias[o], the blocks cut at the output's edge. M (16, N*T, C_out); bias (C_out,) (zeros
@@ -258,7 +259,7 @@ def output_transform(M, bias, out):
 TILES = 64  # tiles per block of ``grad_output_transform``: its rows stay in L1 and L2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_output_transform(D, dM, grad_b):
     """dM[:, t, o] = AT.T @ dY @ AT, dY = the 2x2 block of tile t's output gradient in D
     (4, N*T*C_out) (``tiles.output_grad_blocks``): ``output_transform``'s adjoint, a block of

@@ -28,6 +28,7 @@ from minicnn.kernels.fastconv.tiles import (
     place_blocks,
     unpad_channels_last,
 )
+from minicnn.kernels.runtime.cache import CACHE
 
 
 @njit(inline="always")
@@ -122,7 +123,7 @@ def _rows(A, first, start, length):
 FILTERS = 256  # filters per block of the filter transforms: their float64 rows stay in L1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def filter_transform(weight, U):
     """U[6a + b, o, c] = (G @ weight[o, c] @ G.T)[a, b]; weight (C_out, C, 3, 3),
     U (36, C_out, C). Down the columns first, then along the rows, in float64, a block of
@@ -151,7 +152,7 @@ def filter_transform(weight, U):
                 u0[f], u1[f], u2[f], u3[f], u4[f], u5[f] = _g(c0[f], c1[f], c2[f])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_filter_transform(dU, grad_weight):
     """grad_weight[o, c] = G.T @ dU[:, o, c].reshape(6, 6) @ G, ``filter_transform``'s
     adjoint; dU (36, C_out, C), grad_weight (C_out, C, 3, 3)."""
@@ -182,7 +183,7 @@ def grad_filter_transform(dU, grad_weight):
 # -- the input's tiles, and their gradient back to the input (layouts: ``tiles``) ----------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def input_transform(x, top, left, xpad, V):
     """V[6a + b, n*T + ti*tW + tj, c] = (BT @ d @ BT.T)[a, b], d the 6x6 tile of image n's
     zero-padded channel c at (4ti, 4tj). x (N, C, H, W); xpad (4tH + 2, 4, tW + 1, C),
@@ -224,7 +225,7 @@ def input_transform(x, top, left, xpad, V):
                     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_input_transform(dV, top, left, gpad, grad_x):
     """grad_x = the input gradient from the tiles' ``dV`` (36, N*T, C): each tile's
     BT.T @ dV @ BT added onto the 6x6 pixels it covers, ``input_transform``'s adjoint, step
@@ -310,7 +311,7 @@ def output_blocks(Mf, start, two, four, eight, Z, Y):
             )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def output_transform(M, bias, out):
     """out[n, o, 4ti + i, 4tj + j] = (AT @ M[:, n*T + ti*tW + tj, o].reshape(6, 6) @ AT.T)[i, j]
     + bias[o], the blocks cut at the output's edge. M (36, N*T, C_out); bias (C_out,) (zeros
@@ -330,7 +331,7 @@ def output_transform(M, bias, out):
 TILES = 64  # tiles per block of ``grad_output_transform``: its rows stay in L1 and L2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def grad_output_transform(D, dM, grad_b):
     """dM[:, t, o] = AT.T @ dY @ AT, dY = the 4x4 block of tile t's output gradient in D
     (16, N*T*C_out) (``tiles.output_grad_blocks``): ``output_transform``'s adjoint, step by

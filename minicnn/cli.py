@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable, Sequence
 
 import minicnn
-from minicnn.data import DownloadError
+from minicnn.data import DATA_DIR_HELP, DownloadError
 from minicnn.teach import gradcheck, show, summarize
 from minicnn.train import TrainConfig, TrainingDiverged, TrainingInterrupted, train
 
@@ -135,13 +135,7 @@ register(
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="a checkpoint written by minicnn train")
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        default=None,
-        help="MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that ships "
-        "with minicnn)",
-    )
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help=DATA_DIR_HELP)
     add_switch(
         parser, "--deck-eval", False, "also run the deck's buggy evaluation (raw 0-255 pixels)"
     )

@@ -15,6 +15,7 @@ from minicnn.data.idx import decode_idx, read_idx, read_uncompressed
 from minicnn.data.loader import MNIST_MEAN, MNIST_STD, BatchLoader, to_float
 from minicnn.data.mnist import (
     BUNDLED_DATA_DIR,
+    DATA_DIR_HELP,
     DATA_ENV,
     MNIST_FILES,
     find_mnist,
@@ -27,6 +28,7 @@ from minicnn.data.mnist import (
 
 __all__ = [
     "BUNDLED_DATA_DIR",
+    "DATA_DIR_HELP",
     "DATA_ENV",
     "MIRRORS",
     "MNIST_FILES",

@@ -27,6 +27,9 @@ BUNDLED_DATA_DIR = Path(__file__).parent / "mnist_files"
 IMAGE_SIZE = (28, 28)
 NUM_CLASSES = 10
 
+DATA_DIR_HELP = (
+    "MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that ships with minicnn)"
+)
 HOW_TO_POINT = (
     "Point minicnn at a directory holding the four MNIST files (plain or .gz, directly inside "
     "or under MNIST/raw/) with --data-dir DIR or MINICNN_DATA=DIR"

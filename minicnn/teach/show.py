@@ -24,7 +24,7 @@ import numpy as np
 
 from minicnn import functional as F
 from minicnn import nn
-from minicnn.data import ensure_mnist, load_mnist, split_files, to_float
+from minicnn.data import DATA_DIR_HELP, ensure_mnist, load_mnist, split_files, to_float
 from minicnn.io.checkpoint import load_model
 from minicnn.teach.trace import trace
 
@@ -226,13 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="which test image to follow through the model (default: 0)",
     )
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        default=None,
-        help="MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that ships "
-        "with minicnn)",
-    )
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help=DATA_DIR_HELP)
     parser.add_argument(
         "--out",
         metavar="DIR",

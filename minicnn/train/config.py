@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from minicnn.data import DATA_DIR_HELP
 from minicnn.models import MODELS
 
 EPOCH_LINE = "[Epoch: {:>4}] cost = {:>.9}"  # the deck's print, character for character
@@ -42,12 +43,7 @@ class TrainConfig:
     batch_size: int = _opt(100, "images per batch (shuffled, the last partial batch dropped)")
     lr: float = _opt(0.001, "Adam's learning rate", metavar="LR")
     seed: int = _opt(777, "seeds the initial weights, the dropout and each epoch's shuffle")
-    data_dir: str | None = _opt(
-        None,
-        "MNIST directory (default: $MINICNN_DATA, else ./data, else the copy that "
-        "ships with minicnn)",
-        metavar="DIR",
-    )
+    data_dir: str | None = _opt(None, DATA_DIR_HELP, metavar="DIR")
     download: bool = _opt(True, "download MNIST when it is not found (the deck's download=True)")
     save: str | None = _opt(None, "write a resumable checkpoint (.safetensors) every epoch")
     resume: str | None = _opt(

@@ -115,7 +115,8 @@ def train(
     ``on_batch(info)`` runs after every optimizer step (tests use it to send SIGINT mid-epoch
     or to poison the weights). Options that could only fail later (a missing package, a
     ``--save`` that names a directory) fail now; a second run writing the same metrics log
-    (by default, the one beside the same ``--save``) is refused while this one runs.
+    (by default, the one beside the same ``--save``) is refused while this one runs, and an
+    earlier run's checkpoint, log or plot is not replaced unless asked (``outputs``).
     """
     _check_options(config)
     check_outputs(config)  # an earlier run's files are not replaced without a word

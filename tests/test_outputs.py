@@ -66,3 +66,14 @@ def test_given_files_are_not_replaced_and_plots_are_pngs(tmp_path):
     with pytest.raises(ValueError, match="--plot runs: expected a file name ending in .png"):
         check_outputs(TrainConfig(plot="runs"))
     assert metrics_log(TrainConfig(metrics=str(taken), overwrite=True)) == taken
+
+
+def test_a_run_that_fails_before_logging_leaves_no_log(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    metrics = tmp_path / "m.jsonl"
+    args = ["train", "--data-dir", str(mnist_dir), "--metrics", str(metrics), *QUICK]
+    code, _, err = run([*args, "--batch-size", "1000", "--epochs", "1"])  # no batch of 1000
+    assert code == 1 and "make no batch" in err, err
+    assert not metrics.exists() and not (tmp_path / "runs").exists()
+    code, _, err = run([*args, "--epochs", "0"])  # so the same command, mended, runs
+    assert code == 0, err

@@ -302,7 +302,10 @@ def _check_options(config: TrainConfig) -> None:
 @contextlib.contextmanager
 def _sole_writer(log: Path) -> Iterator[None]:
     """Hold an exclusive lock on the metrics log while the run lasts, so that two runs never
-    interleave their lines (the kernel drops the lock when a run dies, even by ``kill -9``)."""
+    interleave their lines (the kernel drops the lock when a run dies, even by ``kill -9``).
+    A run that fails before it logs anything leaves no empty log behind: the next run would
+    take it for another run's (``outputs.check_outputs``)."""
+    created = not log.exists()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         if os.name == "posix":
@@ -317,6 +320,10 @@ def _sole_writer(log: Path) -> Iterator[None]:
                     "--metrics paths"
                 ) from None
         yield
+    except BaseException:
+        if created and os.fstat(fd).st_size == 0:
+            log.unlink(missing_ok=True)
+        raise
     finally:
         os.close(fd)
 

@@ -1,7 +1,7 @@
 """The float32 bits of a short training run, as one hash per model: a change that must not touch
 the arithmetic (a refactor, a move) keeps every hash.
 
-    python -m benchmarks.bits --data-dir ../shared/data/mnist          # 30 steps of each model
+    python -m benchmarks.bits --data-dir minicnn/data/mnist_files          # 30 steps of each model
 
 Each model trains ``--steps`` batches of 100 from the deck's seed (777) on the first MNIST
 images, through ``minicnn.train.train`` as ``minicnn train`` runs it, then the weights and the

@@ -9,7 +9,7 @@ epoch. The first epoch's growth is JIT compilation, the data and the allocator w
 the verdict looks at the epochs after it: the mean growth per epoch from the end of epoch 1 to
 the end of the last, against ``--limit-mib``. Run from the repository root (Linux: /proc):
 
-    python -m benchmarks.memory --data-dir ../shared/data/mnist
+    python -m benchmarks.memory --data-dir minicnn/data/mnist_files
 
 Options: ``--models cnn deep``, ``--engines minicnn torch``, ``--epochs 5``, ``--images 6000``
 (per epoch), ``--batch-size 100``, ``--threads N``, ``--limit-mib 2``, ``--json PATH`` (default

@@ -5,7 +5,7 @@ training images/s for each (model, engine) pair, one run after another in one pr
 writes the Markdown table to ``docs/results.md`` (the per-epoch logs beside it, in
 ``docs/results/``). Run from the repository root:
 
-    python -m benchmarks.results --data-dir ../shared/data/mnist
+    python -m benchmarks.results --data-dir minicnn/data/mnist_files
 
 Options: ``--models cnn deep``, ``--engines minicnn torch``, ``--epochs 15``, ``--device``
 (the torch engine's), ``--out docs/results.md``. Each run is the same as

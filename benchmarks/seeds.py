@@ -5,7 +5,7 @@ float32 two engines, or two seeds of one engine, end up on different trajectorie
 test accuracies differ; this measures by how much, so that one seed's number can be read
 against the spread it was drawn from. Run from the repository root:
 
-    python -m benchmarks.seeds --data-dir ../shared/data/mnist --seeds 1 2 3
+    python -m benchmarks.seeds --data-dir minicnn/data/mnist_files --seeds 1 2 3
 
 Options: ``--models cnn`` (``deep`` takes about 7 minutes a run), ``--engines minicnn torch``,
 ``--seeds``, ``--epochs 15``, ``--out docs/seeds.md`` (the per-epoch logs beside it, in
@@ -73,7 +73,7 @@ def commands(rows: list[dict]) -> str:
     for model in sorted({r["model"] for r in rows}, key=lambda m: m != "cnn"):
         seeds = sorted({r["seed"] for r in rows if r["model"] == model} - {RESULTS_SEED})
         runs.append(
-            f"`python -m benchmarks.seeds --data-dir ../shared/data/mnist --models "
+            f"`python -m benchmarks.seeds --data-dir minicnn/data/mnist_files --models "
             f"{model} --seeds {' '.join(map(str, seeds))}`"
         )
     return " and ".join(runs)

@@ -17,7 +17,7 @@ Writes ``OUT/latest.json`` (every raw sample and the machine's description),
 ``OUT/latest.md`` (the tables, ratios against the targets) and ``OUT/latest.png``. Run from
 the repository root:
 
-    python -m benchmarks --data-dir ../shared/data/mnist          # the full run, ~10 min
+    python -m benchmarks --data-dir minicnn/data/mnist_files          # the full run, ~10 min
     python -m benchmarks --quick                                   # a smoke run
 """
 

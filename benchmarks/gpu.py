@@ -16,7 +16,7 @@ CUDA the CUDA rows read "not measured" and the script still exits 0. It finishes
 under 5 minutes (most of it the first Numba compilation on a fresh machine). Run from the
 repository root:
 
-    python -m benchmarks.gpu --data-dir minicnn/data/mnist_files     # writes benchmarks/reports/gpu.*
+    python -m benchmarks.gpu --data-dir minicnn/data/mnist_files  # writes benchmarks/reports/gpu.*
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def test_accuracy_restores_training_mode(mnist_dir):
 
 def test_a_slow_first_step_says_the_kernels_are_compiling(capsys):
     with compile_notice(after=0.05):
-        time.sleep(0.3)  # as the first step while Numba compiles
+        time.sleep(1.0)  # as the first step while Numba compiles
     assert "compiling minicnn's kernels" in capsys.readouterr().err
     with compile_notice(after=0.5):
         pass  # a warm step: nothing said

@@ -74,3 +74,21 @@ def test_the_readme_shows_what_minicnn_summary_prints_now():
     code, out, _ = run(["summary", "--model", "deep"])
     assert code == 0
     assert pasted[1] == out, "README.md's summary output is stale: paste the command's output"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lowercase, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_deck_map_links_every_tutorial_section_and_only_real_ones():
+    text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+    tutorial = re.sub(r"^```.*?^```$", "", text, flags=re.M | re.S)  # code comments are no headings
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", tutorial, re.M)}
+    linked = {
+        target.split("#", 1)[1]
+        for target in LINK.findall((DOCS / "deck-map.md").read_text(encoding="utf-8"))
+        if target.startswith("tutorial.md#")
+    }
+    assert linked <= anchors, f"deck-map.md links sections the tutorial lacks: {linked - anchors}"
+    assert anchors <= linked, f"deck-map.md leaves out tutorial sections: {anchors - linked}"

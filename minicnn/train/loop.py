@@ -56,7 +56,6 @@ from minicnn.train.config import (
     EPOCH_LINE,
     TRAJECTORY_FIELDS,
     TrainConfig,
-    metrics_path,
     option_flag,
     train_command,
 )
@@ -118,8 +117,8 @@ def train(
     (by default, the one beside the same ``--save``) is refused while this one runs, and an
     earlier run's checkpoint, log or plot is not replaced unless asked (``outputs``).
     """
-    _check_options(config)
-    check_outputs(config)  # an earlier run's files are not replaced without a word
+    _check_packages(config)
+    check_outputs(config)  # writable paths, and no earlier run's files replaced without a word
     log = metrics_log(config)
     with _sole_writer(log):
         return _train(config, log, on_batch)
@@ -272,31 +271,12 @@ def _train(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _check_options(config: TrainConfig) -> None:
-    """ValueError now for what would otherwise fail after the first epoch."""
-    # missing optional packages fail now, not after an hour of training
+def _check_packages(config: TrainConfig) -> None:
+    """Missing optional packages fail now, not after an hour of training."""
     if config.plot and importlib.util.find_spec("matplotlib") is None:
         raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'minicnn[plot]')")
     if config.progress == "bar" and importlib.util.find_spec("tqdm") is None:
         raise ValueError("--progress bar needs tqdm: pip install tqdm")
-    log = metrics_path(config)
-    outputs = [("--metrics", log)]
-    if config.save:
-        save = Path(config.save)
-        outputs.append(("--save", save))
-        if log.resolve() == save.resolve():
-            raise ValueError(
-                f"--metrics {log}: the checkpoint --save writes; give the log another path"
-            )
-    for flag, path in outputs:
-        if path.is_dir():
-            raise ValueError(f"{flag} {path}: is a directory; expected a file name in it")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ValueError(f"{flag} {path}: cannot create its directory ({error})") from None
-        if not os.access(path.parent, os.W_OK):
-            raise ValueError(f"{flag} {path}: its directory {path.parent} is not writable")
 
 
 @contextlib.contextmanager

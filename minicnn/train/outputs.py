@@ -11,14 +11,35 @@ When the run ends, ``report`` prints every file it wrote.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 from minicnn.train.config import TrainConfig, metrics_path
 
 
 def check_outputs(config: TrainConfig) -> None:
-    """ValueError when the run would replace files of another run (see the module docstring),
-    or when ``--plot`` does not name a PNG file."""
+    """ValueError, before any work, when a path the run writes is a directory, or its folder
+    cannot be made or written; when the metrics log is the checkpoint; when ``--plot`` does not
+    name a PNG file; or when the run would replace files of another run (see the module
+    docstring). Makes the folders of the log and the checkpoint."""
+    log = metrics_path(config)
+    outputs = [("--metrics", log)]
+    if config.save:
+        save = Path(config.save)
+        outputs.append(("--save", save))
+        if log.resolve() == save.resolve():
+            raise ValueError(
+                f"--metrics {log}: the checkpoint --save writes; give the log another path"
+            )
+    for flag, path in outputs:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a directory; expected a file name in it")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{flag} {path}: cannot create its directory ({error})") from None
+        if not os.access(path.parent, os.W_OK):
+            raise ValueError(f"{flag} {path}: its directory {path.parent} is not writable")
     if config.plot is not None and Path(config.plot).suffix.lower() != ".png":
         raise ValueError(f"--plot {config.plot}: expected a file name ending in .png")
     if config.overwrite:
